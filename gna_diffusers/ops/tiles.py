@@ -1,0 +1,84 @@
+"""Tile arithmetic: which KV tiles each Q tile visits, and which of those need no mask.
+
+Windows are per-dimension intervals whose start and end never decrease with the query position, so the union of a Q
+tile's windows along a dimension is [start(first query), end(last query)) and the KV tiles inside every window are
+those within [start(last query), end(first query)). Everything is per dimension and per dilation group; the
+multi-dimensional answer is the Cartesian product. The simulator, the flex block mask and the compiled kernels all
+use this, so no one ever builds a token-level mask to find the sparsity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .layout import TiledLayout
+from .params import GNAParams
+from .semantics import group_length, window_start_end
+
+
+@dataclass(frozen=True)
+class DimTileRanges:
+    """Per (dilation group, Q tile) along one dimension, KV tile index ranges [lo, hi) visited and [full_lo, full_hi)
+    needing no mask. Shapes [dilation, q_tiles]; an empty range has hi <= lo."""
+
+    lo: torch.Tensor
+    hi: torch.Tensor
+    full_lo: torch.Tensor
+    full_hi: torch.Tensor
+
+    @property
+    def visited(self) -> torch.Tensor:
+        return (self.hi - self.lo).clamp(min=0)
+
+    @property
+    def full(self) -> torch.Tensor:
+        return (self.full_hi - self.full_lo).clamp(min=0)
+
+
+def dim_tile_ranges(length: int, window: int, stride: int, dilation: int, causal: bool, q_tile: int, kv_tile: int,
+                    q_tiles: int) -> DimTileRanges:
+    groups = torch.arange(dilation)[:, None]
+    glen = group_length(length, dilation, groups)                          # [d, 1]
+    first = torch.arange(q_tiles)[None, :] * q_tile                       # [1, nq]
+    last = torch.minimum(first + q_tile, glen) - 1                         # [d, nq]
+    real = last >= first                                                   # tile holds at least one real query
+    first = first.expand_as(last)
+    start_first, end_first = window_start_end(first, glen, window, stride, causal)
+    start_last, end_last = window_start_end(last.clamp(min=0), glen, window, stride, causal)
+    lo = start_first // kv_tile
+    hi = -(-end_last // kv_tile)
+    full_lo = -(-start_last // kv_tile)
+    full_hi = torch.minimum(end_first, glen) // kv_tile
+    zero = torch.zeros_like(lo)
+    return DimTileRanges(torch.where(real, lo, zero), torch.where(real, hi, zero),
+                         torch.where(real, full_lo, zero), torch.where(real, torch.maximum(full_hi, full_lo), zero))
+
+
+def all_dim_tile_ranges(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout) -> list[DimTileRanges]:
+    return [dim_tile_ranges(params.grid[i], params.window[i], params.stride[i], params.dilation[i], params.causal[i],
+                            q_layout.tile[i], kv_layout.tile[i], q_layout.tiles_per_dim[i])
+            for i in range(params.ndim)]
+
+
+def block_table(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout) -> torch.Tensor:
+    """[q_layout.num_tiles, kv_layout.num_tiles] int8: 0 skipped, 1 visited with a mask, 2 visited and unmasked.
+
+    Tile order matches the layouts (group-major, then tile index row-major). Dilation groups never mix."""
+    k = params.ndim
+    table = None
+    for i, r in enumerate(all_dim_tile_ranges(params, q_layout, kv_layout)):
+        kv = torch.arange(kv_layout.tiles_per_dim[i])[None, None, :]
+        visited = (kv >= r.lo[..., None]) & (kv < r.hi[..., None])                 # [g, n_q, n_kv]
+        full = (kv >= r.full_lo[..., None]) & (kv < r.full_hi[..., None])
+        state = visited.to(torch.int8) + full.to(torch.int8)                     # 0 skip, 1 masked, 2 full
+        same_group = torch.eye(params.dilation[i], dtype=torch.bool)[:, None, :, None]
+        dim_state = torch.where(same_group, state[:, :, None, :], torch.zeros((), dtype=torch.int8))
+        # place this dimension's axes (g_q, n_q, g_kv, n_kv) among the 4k axes ordered as the layouts order tiles
+        shape = [1] * (4 * k)
+        shape[i], shape[k + i] = dim_state.shape[0], dim_state.shape[1]
+        shape[2 * k + i], shape[3 * k + i] = dim_state.shape[2], dim_state.shape[3]
+        dim_state = dim_state.reshape(shape)
+        table = dim_state if table is None else torch.minimum(table, dim_state)
+    return table.reshape(q_layout.num_tiles, kv_layout.num_tiles)
