@@ -82,3 +82,33 @@ def block_table(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout
         dim_state = dim_state.reshape(shape)
         table = dim_state if table is None else torch.minimum(table, dim_state)
     return table.reshape(q_layout.num_tiles, kv_layout.num_tiles)
+
+
+def tile_counts(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout) -> tuple[int, int]:
+    """(visited tile pairs, of which unmasked): per-dimension counts multiply, so this is instant at any grid size."""
+    visited, full = 1, 1
+    for r in all_dim_tile_ranges(params, q_layout, kv_layout):
+        visited *= int(r.visited.sum())
+        full *= int(r.full.sum())
+    return visited, full
+
+
+def tile_shapes(ndim: int, volume: int) -> list[tuple[int, ...]]:
+    """All tile shapes of power-of-two sides whose product is `volume` (a power of two)."""
+    if volume & (volume - 1):
+        raise ValueError(f"tile volume={volume} must be a power of two")
+    bits = volume.bit_length() - 1
+    if ndim == 1:
+        return [(volume,)]
+    return [(1 << b,) + rest for b in range(bits + 1) for rest in tile_shapes(ndim - 1, volume >> b)]
+
+
+def choose_tile(params: GNAParams, volume: int = 128) -> tuple[int, ...]:
+    """The tile shape (same for Q and KV) of the given volume with the least visited work, then the fewest masked
+    tiles, then the most cubic shape. Visited tiles cost a whole tile of work, padding included."""
+    def cost(tile: tuple[int, ...]) -> tuple[int, int, int]:
+        layout = TiledLayout.make(params.grid, tile, params.dilation)
+        visited, full = tile_counts(params, layout, layout)
+        return visited, visited - full, max(tile) - min(tile)
+
+    return min(tile_shapes(params.ndim, volume), key=cost)
