@@ -1,0 +1,39 @@
+"""GPU timing shared by the benchmark and comparison scripts: CUDA events after warm-up, median of many runs."""
+
+from __future__ import annotations
+
+import datetime
+import statistics
+from typing import Callable
+
+import torch
+
+
+def cuda_time_ms(fn: Callable[[], object], warmup: int = 3, reps: int = 20, max_seconds: float = 20.0) -> float:
+    """Median milliseconds of `fn()` on the current CUDA stream; fewer reps if one run is slow."""
+    for _ in range(warmup):
+        fn()
+    torch.cuda.synchronize()
+    times: list[float] = []
+    spent = 0.0
+    for _ in range(reps):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        fn()
+        end.record()
+        end.synchronize()
+        times.append(start.elapsed_time(end))
+        spent += times[-1] / 1000
+        if spent > max_seconds and len(times) >= 5:
+            break
+    return statistics.median(times)
+
+
+def environment() -> dict:
+    """What a benchmark record must say about where it ran."""
+    return {
+        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu",
+        "date": datetime.date.today().isoformat(),
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+    }

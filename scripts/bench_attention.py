@@ -1,0 +1,134 @@
+"""Time GNA backends against dense cuDNN SDPA on the published configurations; print a table, write JSON records.
+
+Every row carries the dense baseline measured in the same run, so `sol_fraction = dense_ms * density / kernel_ms`
+(1.0 = exactly the dense kernel's speed on the work that remains). `ms` includes the token layout (permute in and
+out); `kernel_ms` is the attention on already tiled tensors.
+
+    python scripts/bench_attention.py --out bench/results/attention_h100.json [--backends flex cutlass] [--cases ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from dataclasses import dataclass
+
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+import gna_diffusers
+from gna_diffusers.backends.registry import select_backend
+from gna_diffusers.ops.attention import make_inputs
+from gna_diffusers.ops.simulator import simulate
+from gna_diffusers.timing import cuda_time_ms, environment
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    grid: tuple[int, ...]
+    window: tuple[int, ...]
+    stride: tuple[int, ...]
+    heads: int
+
+
+CASES = [
+    Case("hunyuan_video", (30, 48, 80), (18, 24, 24), (16, 8, 8), 24),
+    Case("flux_4k", (256, 256), (80, 80), (16, 16), 24),
+    Case("cosmos", (16, 44, 80), (8, 16, 24), (8, 8, 8), 32),
+    Case("hunyuan_video_stride1", (30, 48, 80), (18, 24, 24), (1, 1, 1), 24),
+    Case("flux_4k_stride1", (256, 256), (80, 80), (1, 1), 24),
+    Case("hunyuan_video_dense", (30, 48, 80), (30, 48, 80), (1, 1, 1), 24),
+]
+
+
+def dense_ms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[float, str]:
+    """cuDNN SDPA (flash if cuDNN refuses) on [B, H, N, D]."""
+    for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION):
+        try:
+            with sdpa_kernel(backend):
+                torch.nn.functional.scaled_dot_product_attention(q, k, v)
+                return cuda_time_ms(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)), backend.name
+        except RuntimeError:
+            continue
+    raise RuntimeError("neither cuDNN nor flash SDPA can run these inputs")
+
+
+def kernel_only(backend_name: str, inputs):
+    """A closure running the backend on pre-tiled tensors (no layout), or None if the backend has no such entry."""
+    if backend_name == "flex":
+        from gna_diffusers.backends.flex import TILE_VOLUME, flex_gna_tiled, gna_block_mask
+        from gna_diffusers.ops.tiles import choose_tile
+        tile = choose_tile(inputs.params, TILE_VOLUME)
+        mask, q_layout, kv_layout = gna_block_mask(inputs.params, tile, tile, inputs.device)
+        q, k, v = (q_layout.to_tiled(inputs.query), kv_layout.to_tiled(inputs.key), kv_layout.to_tiled(inputs.value))
+        return lambda: flex_gna_tiled(q, k, v, mask, inputs.scale)
+    if backend_name == "cutlass":
+        from gna_diffusers.backends import cutlass
+        return cutlass.kernel_only(inputs)
+    return None
+
+
+def run_case(case: Case, backends: list[str], dtype: torch.dtype, head_dim: int) -> list[dict]:
+    n = math.prod(case.grid)
+    q, k, v = (torch.randn(1, n, case.heads, head_dim, device="cuda", dtype=dtype) for _ in range(3))
+    base_ms, base_name = dense_ms(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    sim = simulate(case.grid, case.window, case.stride)
+    rows = []
+    for name in backends:
+        inputs = make_inputs(q, k, v, grid=case.grid, window=case.window, stride=case.stride)
+        try:
+            select_backend(name, inputs)
+        except ValueError as err:
+            print(f"[{case.name}] skip {name}: {err}", file=sys.stderr)
+            continue
+        call = lambda: gna_diffusers.gna_attention(q, k, v, grid=case.grid, window=case.window,  # noqa: E731
+                                                   stride=case.stride, backend=name)
+        total = cuda_time_ms(call)
+        kernel_fn = kernel_only(name, inputs)
+        kernel = cuda_time_ms(kernel_fn) if kernel_fn is not None else total
+        flops = 4 * case.heads * head_dim * n * n * sim.density
+        rows.append({
+            "case": case.name, "backend": name, "grid": list(case.grid), "window": list(case.window),
+            "stride": list(case.stride), "heads": case.heads, "head_dim": head_dim,
+            "dtype": str(dtype).replace("torch.", ""), "ms": total, "kernel_ms": kernel, "dense_ms": base_ms,
+            "dense_backend": base_name, "density": sim.density, "fully_block_sparse": sim.fully_block_sparse,
+            "sol_fraction": base_ms * sim.density / kernel, "effective_tflops": flops / kernel / 1e9,
+            "dense_tflops": 4 * case.heads * head_dim * n * n / base_ms / 1e9, "layout_ratio": total / kernel,
+            **environment(),
+        })
+    del q, k, v
+    torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backends", nargs="+", default=["flex", "cutlass"])
+    parser.add_argument("--cases", nargs="+", default=[c.name for c in CASES], choices=[c.name for c in CASES])
+    parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
+    parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--out", default="bench/results/attention.json")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("bench_attention needs a CUDA GPU", file=sys.stderr)
+        return 2
+    rows = []
+    for case in CASES:
+        if case.name in args.cases:
+            rows += run_case(case, args.backends, getattr(torch, args.dtype), args.head_dim)
+            print(f"done {case.name}", file=sys.stderr, flush=True)
+    with open(args.out, "w") as f:
+        json.dump({"command": " ".join(sys.argv), "records": rows}, f, indent=1)
+    header = f"{'case':24} {'backend':8} {'ms':>8} {'kernel':>8} {'dense':>8} {'density':>7} {'SOL':>5} {'TFLOP/s':>8} {'layout':>6}"
+    print(header)
+    for r in rows:
+        print(f"{r['case']:24} {r['backend']:8} {r['ms']:8.2f} {r['kernel_ms']:8.2f} {r['dense_ms']:8.2f} "
+              f"{r['density']:7.3f} {r['sol_fraction']:5.2f} {r['effective_tflops']:8.1f} {r['layout_ratio']:6.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
