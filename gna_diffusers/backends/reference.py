@@ -7,29 +7,33 @@ from typing import Optional
 
 import torch
 
-from ..ops.semantics import dim_windows
+from ..ops.semantics import DimWindows, dim_windows, neighbor_mask_1d
 from .registry import Backend, GNAInputs, register_backend
 
 # Elements of float32 scores held at once per chunk (B * H * chunk * keys); 2**27 floats = 512 MiB.
 SCORE_BUDGET = 1 << 27
 
 
-def neighborhood_mask(inputs: GNAInputs, q_index: torch.Tensor) -> torch.Tensor:
+def neighborhood_mask(inputs: GNAInputs, q_index: torch.Tensor,
+                      windows: Optional[list[DimWindows]] = None) -> torch.Tensor:
     """[len(q_index), N] bool: key token j is in the neighborhood of query token q_index[r] (row-major tokens)."""
     p = inputs.params
-    device = inputs.device
-    tokens = torch.arange(p.tokens, device=device)
+    if windows is None:
+        windows = grid_windows(inputs)
+    tokens = torch.arange(p.tokens, device=inputs.device)
     mask = None
     inner = p.tokens
-    for i, length in enumerate(p.grid):
+    for w, length in zip(windows, p.grid):
         inner //= length
-        w = dim_windows(length, p.window[i], p.stride[i], p.dilation[i], p.causal[i], device)
-        qc = (q_index // inner) % length
-        kc = (tokens // inner) % length
-        kp = w.pos[kc][None, :]
-        m = (w.group[qc][:, None] == w.group[kc][None, :]) & (w.start[qc][:, None] <= kp) & (kp < w.end[qc][:, None])
+        m = neighbor_mask_1d(w, (q_index // inner) % length, (tokens // inner) % length)
         mask = m if mask is None else mask & m
     return mask
+
+
+def grid_windows(inputs: GNAInputs) -> list[DimWindows]:
+    p = inputs.params
+    return [dim_windows(p.grid[i], p.window[i], p.stride[i], p.dilation[i], p.causal[i], inputs.device)
+            for i in range(p.ndim)]
 
 
 def reference_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,11 +52,12 @@ def reference_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
     else:
         m = 0
     chunk = max(1, min(n, SCORE_BUDGET // max(1, b * h * (n + m))))
+    windows = grid_windows(inputs)
     out = torch.empty_like(q)
     lse = torch.empty(b, h, n, device=q.device, dtype=torch.float32)
     for s in range(0, n, chunk):
         idx = torch.arange(s, min(n, s + chunk), device=q.device)
-        mask = neighborhood_mask(inputs, idx)
+        mask = neighborhood_mask(inputs, idx, windows)
         scores = (q[:, :, idx] @ k.transpose(-1, -2)) * inputs.scale
         scores = scores.masked_fill(~mask, -math.inf)
         if has_extra:
