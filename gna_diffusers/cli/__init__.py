@@ -13,6 +13,19 @@ from typing import Optional, Sequence
 SUBCOMMAND_MODULES = ["simulate"]
 
 
+def parse_dims(text: str, option: str) -> tuple[int, ...]:
+    """'30x48x80' -> (30, 48, 80); errors name the option."""
+    try:
+        return tuple(int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{option} {text!r}: expected integers joined by 'x', e.g. 30x48x80") from None
+
+
+def dims_arg(option: str):
+    """An argparse `type` for NxMxK options."""
+    return lambda text: parse_dims(text, option)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gna-diffusers",
                                      description="Generalized Neighborhood Attention for diffusers pipelines")

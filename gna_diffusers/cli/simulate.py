@@ -1,0 +1,75 @@
+"""`gna-diffusers simulate`: the speed-of-light figures of a configuration, without a GPU."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..ops.simulator import SimResult, simulate, suggest
+from . import dims_arg
+
+# The published worked examples and the shipped Cosmos configuration (GNA_SEMANTICS.md, recipes/).
+SHIPPED = [
+    ("flux-dev-4k", (256, 256), (80, 80), (16, 16)),
+    ("hunyuan-video-720p", (30, 48, 80), (18, 24, 24), (16, 8, 8)),
+    ("hunyuan-video-720p stride 1", (30, 48, 80), (18, 24, 24), (1, 1, 1)),
+    ("cosmos-7b-text2world", (16, 44, 80), (8, 24, 24), (8, 8, 8)),
+]
+
+COLUMNS = ["config", "grid", "window", "stride", "q_tile", "kv_tile", "density", "flop_bound", "tile_bound",
+           "visited", "masked", "block_sparse"]
+
+
+def _x(values) -> str:
+    return "x".join(str(v) for v in values)
+
+
+def row(name: str, r: SimResult) -> list[str]:
+    p = r.params
+    return [name, _x(p.grid), _x(p.window), _x(p.stride), _x(r.q_tile), _x(r.kv_tile), f"{100 * r.density:.2f}%",
+            f"{r.flop_bound:.2f}x", f"{r.tile_bound:.2f}x", str(r.visited_tiles), str(r.masked_tiles),
+            "yes" if r.fully_block_sparse else "no"]
+
+
+def print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(c), *(len(r[i]) for r in rows)) for i, c in enumerate(COLUMNS)]
+    print("  ".join(c.ljust(w) for c, w in zip(COLUMNS, widths)))
+    for r in rows:
+        print("  ".join(v.ljust(w) for v, w in zip(r, widths)))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.shipped:
+        results = [(name, simulate(g, w, s)) for name, g, w, s in SHIPPED]
+    else:
+        if args.grid is None or args.window is None:
+            raise SystemExit("simulate: give --grid and --window (or --shipped)")
+        causal = tuple(bool(v) for v in args.causal) if args.causal else False
+        results = [("given", simulate(args.grid, args.window, args.stride or 1, args.dilation or 1, causal,
+                                      args.q_tile, args.kv_tile))]
+        if args.stride is None:
+            results += [(f"suggestion {i + 1}", r) for i, r in
+                        enumerate(suggest(args.grid, args.window, args.dilation or 1, causal))]
+    if args.json:
+        print(json.dumps([{"config": name, **r.as_dict()} for name, r in results], indent=1))
+    else:
+        print_table([row(name, r) for name, r in results])
+        if not args.shipped and args.stride is None:
+            print("\nsuggestions: per tile shape, the smallest strides that leave no masked tile")
+    return 0
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("simulate", help="density, speedup bounds and block sparsity of a GNA configuration",
+                       description="Speed-of-light figures of a GNA configuration. Without --stride, also suggests "
+                                   "the smallest strides and tile shapes that make the window fully block-sparse.")
+    p.add_argument("--grid", type=dims_arg("--grid"), help="token grid, e.g. 30x48x80")
+    p.add_argument("--window", type=dims_arg("--window"), help="window per dimension, e.g. 18x24x24")
+    p.add_argument("--stride", type=dims_arg("--stride"), help="stride per dimension (default 1, and suggestions)")
+    p.add_argument("--dilation", type=dims_arg("--dilation"))
+    p.add_argument("--causal", type=dims_arg("--causal"), help="0/1 per dimension, e.g. 1x0x0")
+    p.add_argument("--q-tile", type=dims_arg("--q-tile"), help="Q tile shape (default: best 128-token tile)")
+    p.add_argument("--kv-tile", type=dims_arg("--kv-tile"), help="KV tile shape (default: the Q tile)")
+    p.add_argument("--shipped", action="store_true", help="the shipped recipes' configurations")
+    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.set_defaults(func=run)
