@@ -28,14 +28,18 @@ logger = logging.getLogger("gna_diffusers")
 TILE_VOLUME = 128
 
 
-@functools.lru_cache(maxsize=None)
-def _compiled_flex():
+@functools.lru_cache(maxsize=64)
+def _compiled_flex(signature: tuple):
+    """One compiled function per problem signature: a single shared one would hit dynamo's recompile limit after a
+    handful of grids and silently fall back to eager flex, which materialises every score."""
     return torch.compile(flex_attention, dynamic=False)
 
 
-def _flex(device: torch.device):
-    """Compiled flex on CUDA (the eager path materialises every score); eager elsewhere (CPU tests)."""
-    return _compiled_flex() if device.type == "cuda" else flex_attention
+def _flex(q: torch.Tensor, k: torch.Tensor, tag: object):
+    """Compiled flex on CUDA; eager on CPU (compiled CPU flex cannot return the LSE), used by the tests."""
+    if q.device.type != "cuda":
+        return flex_attention
+    return _compiled_flex((tuple(q.shape), tuple(k.shape), q.dtype, q.device, tag))
 
 
 def _query_windows(params: GNAParams, layout: TiledLayout, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,8 +106,9 @@ def gna_block_mask(params: GNAParams, q_tile: tuple[int, ...], kv_tile: tuple[in
 def flex_gna_tiled(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: BlockMask,
                    scale: float) -> tuple[torch.Tensor, torch.Tensor]:
     """Attention on tensors already in tiled layout, [B, N, H, D] -> (out [B, N, H, D], lse [B, N, H] fp32)."""
-    out, lse = _flex(q.device)(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=mask,
-                               scale=scale, return_lse=True)
+    flex = _flex(q, k, id(mask))
+    out, lse = flex(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), block_mask=mask, scale=scale,
+                    return_lse=True)
     return out.transpose(1, 2), lse.float().transpose(1, 2)
 
 
@@ -114,8 +119,9 @@ def extra_attention(q: torch.Tensor, extra_key: torch.Tensor, extra_value: torch
     if extra_mask is not None:
         def score_mod(score, b, h, q_idx, kv_idx):
             return torch.where(extra_mask[b, kv_idx], score, -float("inf"))
-    out, lse = _flex(q.device)(q.transpose(1, 2), extra_key.transpose(1, 2), extra_value.transpose(1, 2),
-                               score_mod=score_mod, scale=scale, return_lse=True)
+    flex = _flex(q, extra_key, extra_mask is not None)
+    out, lse = flex(q.transpose(1, 2), extra_key.transpose(1, 2), extra_value.transpose(1, 2),
+                    score_mod=score_mod, scale=scale, return_lse=True)
     return out.transpose(1, 2), lse.float().transpose(1, 2)
 
 

@@ -9,6 +9,7 @@ use this, so no one ever builds a token-level mask to find the sparsity.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import torch
@@ -103,6 +104,7 @@ def tile_shapes(ndim: int, volume: int) -> list[tuple[int, ...]]:
     return [(1 << b,) + rest for b in range(bits + 1) for rest in tile_shapes(ndim - 1, volume >> b)]
 
 
+@functools.lru_cache(maxsize=256)
 def choose_tile(params: GNAParams, volume: int = 128) -> tuple[int, ...]:
     """The tile shape (same for Q and KV) of the given volume with the least visited work, then the fewest masked
     tiles, then the most cubic shape. Visited tiles cost a whole tile of work, padding included."""
