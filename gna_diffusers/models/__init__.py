@@ -1,0 +1,19 @@
+"""GNA attention processors per model, behind a registry keyed by transformer class."""
+
+from diffusers import CosmosTransformer3DModel, FluxTransformer2DModel, HunyuanVideoTransformer3DModel
+
+from .cosmos import CosmosGNAProcessor, read_cosmos_grid
+from .flux import FluxGNAProcessor, read_flux_grid
+from .hunyuan_video import HunyuanVideoGNAProcessor, read_video_grid
+from .registry import ModelSpec, register_model, spec_for, supported_classes
+
+register_model(ModelSpec("flux", FluxTransformer2DModel,
+                         (("double", "transformer_blocks"), ("single", "single_transformer_blocks")), "attn",
+                         FluxGNAProcessor, read_flux_grid))
+register_model(ModelSpec("hunyuan_video", HunyuanVideoTransformer3DModel,
+                         (("double", "transformer_blocks"), ("single", "single_transformer_blocks")), "attn",
+                         HunyuanVideoGNAProcessor, read_video_grid))
+register_model(ModelSpec("cosmos", CosmosTransformer3DModel, (("blocks", "transformer_blocks"),), "attn1",
+                         CosmosGNAProcessor, read_cosmos_grid))
+
+__all__ = ["ModelSpec", "register_model", "spec_for", "supported_classes"]

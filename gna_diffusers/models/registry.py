@@ -1,0 +1,48 @@
+"""Model registry, keyed by transformer class. Adding a model = one module with a processor and a grid reader, plus
+one `register_model` line in models/__init__.py."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import torch
+
+# (transformer, forward args, forward kwargs) -> (grid, number of text tokens in the joint sequence)
+GridReader = Callable[[torch.nn.Module, tuple, dict], tuple[tuple[int, ...], int]]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str                          # the recipe's `model` value
+    transformer_class: type
+    stacks: tuple[tuple[str, str], ...]  # (stack name used by recipes, attribute holding the ModuleList of blocks)
+    attention: str                     # attribute of a block holding the attention module to patch
+    processor: type                    # processor(original, state, group) -> callable like diffusers processors
+    read_grid: GridReader
+
+
+_MODELS: dict[type, ModelSpec] = {}
+
+
+def register_model(spec: ModelSpec) -> None:
+    _MODELS[spec.transformer_class] = spec
+
+
+def supported_classes() -> list[str]:
+    return sorted(cls.__name__ for cls in _MODELS)
+
+
+def spec_for(transformer: Any) -> ModelSpec:
+    for cls in type(transformer).__mro__:
+        if cls in _MODELS:
+            return _MODELS[cls]
+    raise ValueError(f"gna-diffusers does not support {type(transformer).__name__}; supported transformers: "
+                     + ", ".join(supported_classes()))
+
+
+def argument(args: tuple, kwargs: dict, name: str, position: int) -> Optional[Any]:
+    """A forward argument given by keyword or position."""
+    if name in kwargs:
+        return kwargs[name]
+    return args[position] if len(args) > position else None

@@ -1,0 +1,112 @@
+"""`enable_gna` / `disable_gna` on a diffusers pipeline or a bare transformer.
+
+Enabling swaps the processors of the recipe's layers (keeping the originals by module name) and adds one forward
+pre-hook that reads the grid and decides dense-or-GNA for the call. Disabling restores exactly what was there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Mapping, Optional, Union
+
+import torch
+from diffusers import DiffusionPipeline
+
+from .models import spec_for
+from .models.common import GNAState
+from .recipe import Recipe, RecipeError, load_recipe, select_layers
+
+RecipeLike = Union[str, Mapping, Recipe]
+
+
+@dataclass
+class _Enabled:
+    state: GNAState
+    originals: dict[str, Any]      # attention module name -> its original processor
+    hook: torch.utils.hooks.RemovableHandle
+
+
+def _split(target) -> tuple[torch.nn.Module, Optional[Any]]:
+    if isinstance(target, DiffusionPipeline):
+        transformer = getattr(target, "transformer", None)
+        if transformer is None:
+            raise ValueError(f"{type(target).__name__} has no `transformer` component; GNA patches DiT pipelines")
+        return transformer, getattr(target, "scheduler", None)
+    if isinstance(target, torch.nn.Module):
+        return target, None
+    raise TypeError(f"enable_gna expects a DiffusionPipeline or a transformer module, not {type(target).__name__}")
+
+
+def enable_gna(target, recipe: RecipeLike, *, num_inference_steps: Optional[int] = None) -> GNAState:
+    """Run the recipe's layers with GNA from now on. Enabling again replaces the previous recipe.
+
+    `num_inference_steps` is needed only for a bare transformer whose recipe gives `dense_steps` as a fraction."""
+    transformer, scheduler = _split(target)
+    spec = spec_for(transformer)
+    recipe = load_recipe(recipe)
+    if recipe.model != spec.name:
+        raise RecipeError(f"recipe {recipe.name!r} is for model {recipe.model!r}, but this transformer is "
+                          f"{type(transformer).__name__} ({spec.name!r})")
+    if scheduler is None and isinstance(recipe.dense_steps, float) and recipe.dense_steps > 0 \
+            and num_inference_steps is None:
+        raise ValueError(f"recipe {recipe.name!r} keeps a fraction ({recipe.dense_steps}) of the steps dense; on a "
+                         f"bare transformer pass num_inference_steps=..., or use an int dense_steps")
+    disable_gna(transformer)
+    stacks = [(name, getattr(transformer, attr)) for name, attr in spec.stacks]
+    sizes = [(name, len(blocks)) for name, blocks in stacks]
+    owner: dict[tuple[str, int], int] = {}
+    for g, group in enumerate(recipe.layers):
+        for layer in select_layers(recipe, group, sizes):
+            if layer in owner:
+                raise RecipeError(f"recipe {recipe.name!r}: layers[{g}] lists block {layer[0]}:{layer[1]}, already "
+                                  f"in layers[{owner[layer]}]")
+            owner[layer] = g
+    state = GNAState(recipe, scheduler=scheduler, num_inference_steps=num_inference_steps)
+    originals = {}
+    blocks = dict(stacks)
+    attrs = dict(spec.stacks)
+    for (stack, index), g in owner.items():
+        module = getattr(blocks[stack][index], spec.attention)
+        originals[f"{attrs[stack]}.{index}.{spec.attention}"] = module.processor
+        module.set_processor(spec.processor(module.processor, state, recipe.layers[g]))
+
+    def before_forward(module, args, kwargs):
+        timestep = kwargs.get("timestep")
+        grid, text_len = spec.read_grid(module, args, kwargs)
+        state.begin_forward(grid, text_len, timestep)
+
+    hook = transformer.register_forward_pre_hook(before_forward, with_kwargs=True)
+    transformer._gna = _Enabled(state, originals, hook)
+    return state
+
+
+def disable_gna(target) -> None:
+    """Put back the original processors and remove the hook; a no-op if GNA is not enabled."""
+    transformer, _ = _split(target)
+    enabled: Optional[_Enabled] = getattr(transformer, "_gna", None)
+    if enabled is None:
+        return
+    for name, processor in enabled.originals.items():
+        transformer.get_submodule(name).set_processor(processor)
+    enabled.hook.remove()
+    del transformer._gna
+
+
+def gna_state(target) -> Optional[GNAState]:
+    """The live state (grid, step, dense_now, gna_calls) of an enabled transformer, or None."""
+    enabled = getattr(_split(target)[0], "_gna", None)
+    return enabled.state if enabled is not None else None
+
+
+def _pipeline_enable_gna(self: DiffusionPipeline, recipe: RecipeLike) -> GNAState:
+    """Run this pipeline's transformer with GNA as the recipe says (a shipped name, a YAML path or a dict)."""
+    return enable_gna(self, recipe)
+
+
+def _pipeline_disable_gna(self: DiffusionPipeline) -> None:
+    """Restore the pipeline's original attention."""
+    disable_gna(self)
+
+
+setattr(DiffusionPipeline, "enable_gna", _pipeline_enable_gna)
+setattr(DiffusionPipeline, "disable_gna", _pipeline_disable_gna)
