@@ -19,7 +19,7 @@ MODELS = ("flux", "hunyuan_video", "cosmos")
 GRID_POLICIES = ("proportional", "clip", "refuse")
 TOP_KEYS = {"name", "description", "model", "grid", "dense_steps", "layers", "backend", "on_grid_mismatch"}
 LAYER_KEYS = {"blocks", "window", "stride", "dilation", "causal"}
-SHIPPED_DIR = Path(__file__).resolve().parent.parent / "recipes"
+SHIPPED_DIR = Path(__file__).resolve().parent / "recipes"  # a link to the repo's recipes/, packaged as data
 
 
 class RecipeError(ValueError):
