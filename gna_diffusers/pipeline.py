@@ -70,6 +70,7 @@ def enable_gna(target, recipe: RecipeLike, *, num_inference_steps: Optional[int]
         originals[f"{attrs[stack]}.{index}.{spec.attention}"] = module.processor
         module.set_processor(spec.processor(module.processor, state, recipe.layers[g]))
 
+    @torch._dynamo.disable  # runs eagerly: step index and grid reads stay out of compiled graphs (no recompiles)
     def before_forward(module, args, kwargs):
         timestep = kwargs.get("timestep")
         grid, text_len = spec.read_grid(module, args, kwargs)
@@ -93,7 +94,7 @@ def disable_gna(target) -> None:
 
 
 def gna_state(target) -> Optional[GNAState]:
-    """The live state (grid, step, dense_now, gna_calls) of an enabled transformer, or None."""
+    """The live state (grid, step, dense_now) of an enabled transformer, or None."""
     enabled = getattr(_split(target)[0], "_gna", None)
     return enabled.state if enabled is not None else None
 

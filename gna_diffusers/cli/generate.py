@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
         if steps:
             print(f"{mode:5} steps: {len(steps):3d}  {sum(steps) / len(steps):.3f} s/step")
     print(f"total {sum(timer.times):.2f} s for {len(timer.times)} steps"
-          + (f"; grid {state.grid}, GNA attention calls {state.gna_calls}" if state else " (dense baseline)"))
+          + (f"; GNA on grid {state.grid}" if state else " (dense baseline)"))
     for path in written:
         print(f"wrote {path}")
     return 0

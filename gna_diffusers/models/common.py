@@ -25,7 +25,6 @@ class GNAState:
     text_len: int = 0
     dense_now: bool = False
     step: int = 0
-    gna_calls: int = 0                       # GNA attention calls made (observable by tests and benchmarks)
     _last_timestep: Optional[float] = None
     _resolved: dict = field(default_factory=dict)
 
@@ -71,7 +70,6 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         text_slice, grid_slice = slice(0, text_len), slice(text_len, None)
     else:
         grid_slice, text_slice = slice(0, n), slice(n, None)
-    state.gna_calls += 1
     if text_len == 0:
         return gna_op(query, key, value, params, state.recipe.backend)
     grid_out = gna_op(query[:, grid_slice], key[:, grid_slice], value[:, grid_slice], params, state.recipe.backend,

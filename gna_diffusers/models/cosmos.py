@@ -33,7 +33,6 @@ class CosmosGNAProcessor:
         # grouped-query attention: repeat KV heads up to the query heads, as diffusers does
         key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
         value = value.repeat_interleave(query.shape[1] // value.shape[1], dim=1)
-        self.state.gna_calls += 1
         out = gna_op(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
                      self.state.params(self.group), self.state.recipe.backend)
         out = out.flatten(2, 3).type_as(query)
