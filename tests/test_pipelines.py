@@ -176,6 +176,7 @@ def test_compiled_transformer_keeps_gna_in_one_graph_without_recompiles() -> Non
         ops = [str(n.target) for g in explained.graphs for n in g.graph.nodes]
         assert sum("gna_diffusers.gna_attention" in op for op in ops) == LAYERS["cosmos"]
         torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
         gna_diffusers.enable_gna(transformer, recipe("cosmos", [2, 2, 2], dense_steps=1))
         compiled = torch.compile(transformer, backend="aot_eager")
         start = len(SPY_CALLS)
