@@ -118,9 +118,12 @@ def compare_pipeline(pipe, kind: str, recipes: list[str], prompts: list[str], se
 
 # ---------------------------------------------------------------- full size, random weights: speed only
 
-def attention_ms(batch: int, heads: int, tokens: int, head_dim: int, device, dtype) -> float:
+def attention_ms(batch: int, heads: int, tokens: int, head_dim: int, device, dtype,
+                 key_mask: Optional[torch.Tensor] = None) -> float:
+    """One dense SDPA call as the model makes it (with its key-padding mask, which leaves the fast kernels)."""
     q, k, v = (torch.randn(batch, heads, tokens, head_dim, device=device, dtype=dtype) for _ in range(3))
-    return cuda_time_ms(lambda: F.scaled_dot_product_attention(q, k, v), warmup=2, reps=5)
+    mask = key_mask[:, None, None, :] if key_mask is not None else None
+    return cuda_time_ms(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=mask), warmup=2, reps=5)
 
 
 def compare_random_weights(model: str, recipe_name: Optional[str] = None, backend: Optional[str] = None,
@@ -148,7 +151,11 @@ def compare_random_weights(model: str, recipe_name: Optional[str] = None, backen
     text_tokens = text[model].shape[1] if model in text else 0
     layers = sum(len(getattr(transformer, attr)) for attr in ("transformer_blocks", "single_transformer_blocks")
                  if hasattr(transformer, attr))
-    attn = attention_ms(1, heads, math.prod(grid) + text_tokens, head_dim, device, dtype) * layers
+    key_mask = None
+    if "encoder_attention_mask" in inputs:           # HunyuanVideo masks padded text for every query
+        key_mask = torch.cat([torch.ones(1, math.prod(grid), dtype=torch.bool, device=device),
+                              inputs["encoder_attention_mask"]], dim=1)
+    attn = attention_ms(1, heads, math.prod(grid) + text_tokens, head_dim, device, dtype, key_mask) * layers
     dense_step, gna_step = dense_ms * spec.calls_per_step / 1000, gna_ms * spec.calls_per_step / 1000
     steps, dense_steps = spec.steps, recipe.dense_step_count(spec.steps)
     total_dense = steps * dense_step
@@ -162,8 +169,8 @@ def compare_random_weights(model: str, recipe_name: Optional[str] = None, backen
             "speedup": total_dense / total_gna, "attention_share": min(1.0, attn * spec.calls_per_step / 1000
                                                                         / dense_step),
             "totals": "extrapolated from measured per-step medians", "weights": "random (speed only; fidelity "
-            "is meaningless)", "attention_share_method": "dense cuDNN/flash SDPA time of one layer's joint attention "
-            "x layers / dense step time", **environment()}
+            "is meaningless)", "attention_share_method": "time of one dense SDPA call on a layer's joint "
+            "sequence (with the model's key mask, if any) x layers / dense step time", **environment()}
 
 
 # ---------------------------------------------------------------- report
