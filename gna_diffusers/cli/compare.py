@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from ..tiny import TINY_PIPELINES
+from .generate import add_model_arguments
 
 RANDOM_WEIGHTS_NOTE = ("Random weights at full size: speed only; fidelity figures would be meaningless and are not "
                        "reported. Totals are extrapolated from measured per-step medians.")
@@ -55,14 +55,11 @@ def run(args: argparse.Namespace) -> int:
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="speed and fidelity of recipes against dense attention",
                        description=__doc__)
-    p.add_argument("--model", help="hub id or local path (default: a tiny offline pipeline)")
-    p.add_argument("--tiny-model", default="flux", choices=sorted(TINY_PIPELINES))
+    add_model_arguments(p)
     p.add_argument("--recipe", action="append", help="recipe name or YAML path (repeatable)")
     p.add_argument("--prompts", help="text file, one prompt per line")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", type=int)
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
-    p.add_argument("--device")
     p.add_argument("--random-weights", nargs="+", choices=["flux", "hunyuan_video", "cosmos"],
                    help="time full-size transformers with random weights on the GPU instead of running pipelines")
     p.add_argument("--backend", nargs="+", help="GNA backends to time with --random-weights (e.g. flex cutlass)")

@@ -109,12 +109,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("generate", help="generate an image or video, dense or with a GNA recipe",
-                       description=__doc__)
+def add_model_arguments(p: argparse.ArgumentParser) -> None:
+    """Which pipeline to load; shared by `generate` and `compare`."""
     p.add_argument("--model", help="hub id or local path (default: a tiny offline pipeline with random weights)")
     p.add_argument("--tiny-model", default="flux", choices=sorted(TINY_PIPELINES),
                    help="which tiny offline pipeline to use when --model is not given")
+    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
+                   help="weights dtype of a real model (tiny pipelines run in float32)")
+    p.add_argument("--device", help="default: cuda if available, else cpu")
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("generate", help="generate an image or video, dense or with a GNA recipe",
+                       description=__doc__)
+    add_model_arguments(p)
     p.add_argument("--recipe", help="shipped recipe name or YAML path (default: the model's shipped recipe)")
     p.add_argument("--prompt", nargs="+", default=["a red fox in fresh snow, golden hour"])
     p.add_argument("--seed", type=int, default=0)
@@ -124,7 +132,5 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frames", type=int, help="video frames (HunyuanVideo, Cosmos)")
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--dense", action="store_true", help="baseline: the original dense attention")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"])
-    p.add_argument("--device", help="default: cuda if available, else cpu")
     p.add_argument("--output", help="output file (PNG for images, MP4 for videos)")
     p.set_defaults(func=run)

@@ -53,6 +53,16 @@ class GNAState:
         self.dense_now = self.step < self.recipe.dense_step_count(total)
 
 
+class GNAProcessorBase:
+    """Holds the original processor (used for dense steps and anything GNA does not cover), the shared state and
+    the recipe group of this layer; keeps diffusers' backend/parallel attributes so its dense path still works."""
+
+    def __init__(self, original, state: GNAState, group: LayerGroup) -> None:
+        self.original, self.state, self.group = original, state, group
+        self._attention_backend = getattr(original, "_attention_backend", None)
+        self._parallel_config = getattr(original, "_parallel_config", None)
+
+
 def gna_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: GNAParams, backend: str,
            extra_key: Optional[torch.Tensor] = None, extra_value: Optional[torch.Tensor] = None,
            extra_mask: Optional[torch.Tensor] = None) -> torch.Tensor:

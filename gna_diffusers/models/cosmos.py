@@ -8,16 +8,12 @@ from typing import Optional
 import torch
 from diffusers.models.embeddings import apply_rotary_emb
 
-from ..recipe import LayerGroup
-from .common import GNAState, gna_op
+from .common import GNAProcessorBase, gna_op
 from .registry import argument
 
 
-class CosmosGNAProcessor:
+class CosmosGNAProcessor(GNAProcessorBase):
     """GNA over the video grid for the self-attention; dense steps and cross-attention use the original."""
-
-    def __init__(self, original, state: GNAState, group: LayerGroup) -> None:
-        self.original, self.state, self.group = original, state, group
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,

@@ -8,18 +8,12 @@ import torch
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
-from ..recipe import LayerGroup
-from .common import GNAState, joint_attention
+from .common import GNAProcessorBase, joint_attention
 from .registry import argument
 
 
-class FluxGNAProcessor:
+class FluxGNAProcessor(GNAProcessorBase):
     """Image queries: GNA over the image grid plus every text token. Text queries: dense. Dense steps: the original."""
-
-    def __init__(self, original, state: GNAState, group: LayerGroup) -> None:
-        self.original, self.state, self.group = original, state, group
-        self._attention_backend = getattr(original, "_attention_backend", None)
-        self._parallel_config = getattr(original, "_parallel_config", None)
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,

@@ -7,8 +7,7 @@ from typing import Optional
 import torch
 from diffusers.models.embeddings import apply_rotary_emb
 
-from ..recipe import LayerGroup
-from .common import GNAState, joint_attention
+from .common import GNAProcessorBase, joint_attention
 from .registry import argument
 
 
@@ -16,13 +15,8 @@ def _heads(attn, x: torch.Tensor) -> torch.Tensor:
     return x.unflatten(2, (attn.heads, -1))
 
 
-class HunyuanVideoGNAProcessor:
+class HunyuanVideoGNAProcessor(GNAProcessorBase):
     """Video queries: GNA over the video grid plus the unpadded text. Text queries: dense, masked as in diffusers."""
-
-    def __init__(self, original, state: GNAState, group: LayerGroup) -> None:
-        self.original, self.state, self.group = original, state, group
-        self._attention_backend = getattr(original, "_attention_backend", None)
-        self._parallel_config = getattr(original, "_parallel_config", None)
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
