@@ -14,6 +14,7 @@ from diffusers import DiffusionPipeline
 
 from .models import spec_for
 from .models.common import GNAState
+from .parallel import ulysses_group
 from .recipe import Recipe, RecipeError, load_recipe, select_layers
 
 RecipeLike = Union[str, Mapping, Recipe]
@@ -74,7 +75,7 @@ def enable_gna(target, recipe: RecipeLike, *, num_inference_steps: Optional[int]
     def before_forward(module, args, kwargs):
         timestep = kwargs.get("timestep")
         grid, text_len = spec.read_grid(module, args, kwargs)
-        state.begin_forward(grid, text_len, timestep)
+        state.begin_forward(grid, text_len, timestep, ulysses_group(getattr(module, "_parallel_config", None)))
 
     hook = transformer.register_forward_pre_hook(before_forward, with_kwargs=True)
     transformer._gna = _Enabled(state, originals, hook)

@@ -7,10 +7,12 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 
 from ..ops.custom_op import gna_attention_op
 from ..ops.params import GNAParams
+from ..parallel import heads_to_seq, seq_to_heads
 from ..recipe import LayerGroup, Recipe
 
 
@@ -22,7 +24,8 @@ class GNAState:
     scheduler: Optional[Any] = None          # the pipeline's scheduler: its step_index drives the dense steps
     num_inference_steps: Optional[int] = None  # bare transformer with a fractional dense_steps
     grid: Optional[tuple[int, ...]] = None
-    text_len: int = 0
+    text_len: int = 0                        # text tokens of the whole (unsharded) sequence
+    ulysses: Optional[Any] = None            # process group when diffusers' Ulysses context parallelism is on
     dense_now: bool = False
     step: int = 0
     _last_timestep: Optional[float] = None
@@ -34,9 +37,10 @@ class GNAState:
             self._resolved[key] = self.recipe.resolve(group, self.grid)
         return self._resolved[key]
 
-    def begin_forward(self, grid: tuple[int, ...], text_len: int, timestep: Optional[torch.Tensor]) -> None:
-        """Record the grid and decide whether this call is a dense step."""
-        self.grid, self.text_len = tuple(int(g) for g in grid), int(text_len)
+    def begin_forward(self, grid: tuple[int, ...], text_len: int, timestep: Optional[torch.Tensor],
+                      ulysses: Optional[Any] = None) -> None:
+        """Record the grid (and the Ulysses group, if any) and decide whether this call is a dense step."""
+        self.grid, self.text_len, self.ulysses = tuple(int(g) for g in grid), int(text_len), ulysses
         if self.scheduler is not None:
             index = getattr(self.scheduler, "step_index", None)
             order = getattr(self.scheduler, "order", 1) or 1
@@ -71,25 +75,67 @@ def gna_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: GNAParams,
                             q.shape[-1] ** -0.5, backend)
 
 
-def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
-                    text_len: int, text_first: bool, text_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """Attention over [text, grid] (or [grid, text]) tokens, [B, S, H, D]: grid queries see their neighborhood plus
-    all (unmasked) text; text queries see everything, densely, as in the original model."""
+def dense_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                    key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """SDPA on [B, S, H, D] with an optional [B, S_keys] bool key mask."""
+    mask = key_mask[:, None, None, :] if key_mask is not None else None
+    return F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+                                          attn_mask=mask).transpose(1, 2)
+
+
+def _joint(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
+           text_len: int, text_first: bool, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """Joint attention over a whole sequence laid out as [text, grid] or [grid, text]."""
     n = query.shape[1] - text_len
-    if text_first:
-        text_slice, grid_slice = slice(0, text_len), slice(text_len, None)
-    else:
-        grid_slice, text_slice = slice(0, n), slice(n, None)
+    text_slice, grid_slice = (slice(0, text_len), slice(text_len, None)) if text_first else \
+        (slice(n, None), slice(0, n))
+    key_mask = None
+    if text_mask is not None:
+        grid_keys = torch.ones(text_mask.shape[0], n, dtype=torch.bool, device=text_mask.device)
+        key_mask = torch.cat([text_mask, grid_keys] if text_first else [grid_keys, text_mask], dim=1)
+    if state.dense_now:                      # dense steps under context parallelism come here
+        return dense_attention(query, key, value, key_mask)
     if text_len == 0:
         return gna_op(query, key, value, params, state.recipe.backend)
     grid_out = gna_op(query[:, grid_slice], key[:, grid_slice], value[:, grid_slice], params, state.recipe.backend,
                       key[:, text_slice], value[:, text_slice], text_mask)
-    key_mask = None
-    if text_mask is not None:
-        grid_keys = torch.ones(text_mask.shape[0], n, dtype=torch.bool, device=text_mask.device)
-        parts = [text_mask, grid_keys] if text_first else [grid_keys, text_mask]
-        key_mask = torch.cat(parts, dim=1)[:, None, None, :]
-    text_out = F.scaled_dot_product_attention(query[:, text_slice].transpose(1, 2), key.transpose(1, 2),
-                                              value.transpose(1, 2), attn_mask=key_mask).transpose(1, 2)
-    parts = [text_out, grid_out] if text_first else [grid_out, text_out]
-    return torch.cat(parts, dim=1)
+    text_out = dense_attention(query[:, text_slice], key, value, key_mask)
+    return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
+
+
+def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
+                    text_len: int, text_first: bool, text_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """Attention over [text, grid] (or [grid, text]) tokens, [B, S, H, D]: grid queries see their neighborhood plus
+    all (unmasked) text; text queries see everything, densely, as in the original model.
+
+    Under Ulysses the tensors are this rank's slice ([text_r, grid_r]) and `text_len` the local text length: text
+    and grid are each traded for heads on their own, so the whole sequence arrives in order."""
+    group = state.ulysses
+    if group is None:
+        return _joint(query, key, value, state, params, text_len, text_first, text_mask)
+    local_grid = query.shape[1] - text_len
+
+    def split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (t[:, :text_len], t[:, text_len:]) if text_first else (t[:, local_grid:], t[:, :local_grid])
+
+    full = []
+    for t in (query, key, value):
+        text, grid = (seq_to_heads(part, group) for part in split(t))
+        full.append(torch.cat([text, grid] if text_first else [grid, text], dim=1))
+    full_text = text_len * dist.get_world_size(group)
+    out = _joint(*full, state, params, full_text, text_first, text_mask)
+    n = out.shape[1] - full_text
+    text_out, grid_out = (out[:, :full_text], out[:, full_text:]) if text_first else (out[:, n:], out[:, :n])
+    text_out, grid_out = heads_to_seq(text_out, group), heads_to_seq(grid_out, group)
+    return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
+
+
+def grid_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState,
+                   params: GNAParams) -> torch.Tensor:
+    """Self-attention over grid tokens only ([B, S, H, D]; this rank's slice under Ulysses)."""
+    group = state.ulysses
+    if group is not None:
+        query, key, value = (seq_to_heads(t, group) for t in (query, key, value))
+    out = dense_attention(query, key, value) if state.dense_now else gna_op(query, key, value, params,
+                                                                             state.recipe.backend)
+    return heads_to_seq(out, group) if group is not None else out

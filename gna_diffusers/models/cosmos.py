@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 from diffusers.models.embeddings import apply_rotary_emb
 
-from .common import GNAProcessorBase, gna_op
+from .common import GNAProcessorBase, grid_attention
 from .registry import argument
 
 
@@ -18,7 +18,8 @@ class CosmosGNAProcessor(GNAProcessorBase):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  image_rotary_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.state.dense_now or encoder_hidden_states is not None or attention_mask is not None:
+        dense_here = self.state.dense_now and self.state.ulysses is None  # sharded: our path does dense steps too
+        if dense_here or encoder_hidden_states is not None or attention_mask is not None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         query, key, value = (proj(hidden_states).unflatten(2, (attn.heads, -1)).transpose(1, 2)
                              for proj in (attn.to_q, attn.to_k, attn.to_v))
@@ -29,8 +30,8 @@ class CosmosGNAProcessor(GNAProcessorBase):
         # grouped-query attention: repeat KV heads up to the query heads, as diffusers does
         key = key.repeat_interleave(query.shape[1] // key.shape[1], dim=1)
         value = value.repeat_interleave(query.shape[1] // value.shape[1], dim=1)
-        out = gna_op(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-                     self.state.params(self.group), self.state.recipe.backend)
+        out = grid_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2), self.state,
+                             self.state.params(self.group))
         out = out.flatten(2, 3).type_as(query)
         return attn.to_out[1](attn.to_out[0](out))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
+import torch.distributed as dist
 from diffusers.models.embeddings import apply_rotary_emb
 from diffusers.models.transformers.transformer_flux import _get_qkv_projections
 
@@ -18,7 +19,7 @@ class FluxGNAProcessor(GNAProcessorBase):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  image_rotary_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if self.state.dense_now or attention_mask is not None:
+        if (self.state.dense_now and self.state.ulysses is None) or attention_mask is not None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         query, key, value, enc_query, enc_key, enc_value = _get_qkv_projections(attn, hidden_states,
                                                                                 encoder_hidden_states)
@@ -35,7 +36,9 @@ class FluxGNAProcessor(GNAProcessorBase):
             query = apply_rotary_emb(query, image_rotary_emb, sequence_dim=1)
             key = apply_rotary_emb(key, image_rotary_emb, sequence_dim=1)
         # single-stream blocks get text and image already joined: the text length comes from the transformer's input
-        text_len = encoder_hidden_states.shape[1] if encoder_hidden_states is not None else self.state.text_len
+        # (divided among the ranks under context parallelism)
+        text_len = encoder_hidden_states.shape[1] if encoder_hidden_states is not None else \
+            self.state.text_len // (dist.get_world_size(self.state.ulysses) if self.state.ulysses else 1)
         out = joint_attention(query, key, value, self.state, self.state.params(self.group), text_len,
                               text_first=True).flatten(2, 3).to(query.dtype)
         if encoder_hidden_states is None:

@@ -21,7 +21,7 @@ class HunyuanVideoGNAProcessor(GNAProcessorBase):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  image_rotary_emb: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if self.state.dense_now or encoder_hidden_states is None:
+        if (self.state.dense_now and self.state.ulysses is None) or encoder_hidden_states is None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         text_len = encoder_hidden_states.shape[1]
         joined = attn.add_q_proj is None        # single-stream blocks project video and text together
@@ -51,7 +51,8 @@ class HunyuanVideoGNAProcessor(GNAProcessorBase):
             value = torch.cat([value, enc_value], dim=1)
         text_mask = None
         if attention_mask is not None:
-            text_mask = attention_mask.reshape(attention_mask.shape[0], -1)[:, -text_len:].bool()
+            # the mask always spans the whole sequence; under context parallelism text_len is this rank's share
+            text_mask = attention_mask.reshape(attention_mask.shape[0], -1)[:, -self.state.text_len:].bool()
         out = joint_attention(query, key, value, self.state, self.state.params(self.group), text_len,
                               text_first=False, text_mask=text_mask).flatten(2, 3).to(query.dtype)
         out, enc_out = out[:, :-text_len], out[:, -text_len:]
