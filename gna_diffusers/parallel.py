@@ -87,3 +87,34 @@ def enable_context_parallel(target, degree: int) -> None:
                          f"Ulysses degree must divide")
     plan = CP_PLANS.get(spec.name)
     transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=degree), cp_plan=plan)
+
+
+# NVLink multicast (NVLS) can take a shared host's GPUs out of service; keep it off for every process we start.
+MULTICAST_OFF = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1", "NVSHMEM_DISABLE_NVLS": "1"}
+
+
+def launch(nproc: int, module_args: list[str]) -> int:
+    """Run `python -m <module_args...>` under torchrun on `nproc` local processes (one per GPU); its exit code."""
+    import os
+    import subprocess
+    import sys
+    env = {**os.environ, **MULTICAST_OFF}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}",
+               "-m", *module_args]
+    return subprocess.call(command, env=env)
+
+
+def init_from_env() -> tuple[int, int, torch.device]:
+    """Join the torchrun job: (rank, world size, this process's device)."""
+    import os
+    for key, value in MULTICAST_OFF.items():
+        os.environ.setdefault(key, value)
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    if torch.cuda.is_available():
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device)
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group("gloo")
+    return dist.get_rank(), dist.get_world_size(), device

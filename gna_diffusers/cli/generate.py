@@ -7,12 +7,15 @@ or local path it loads the real model in bf16 on the GPU.
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
+from ..parallel import enable_context_parallel, init_from_env, launch
 from ..pipeline import enable_gna, gna_state
 from ..tiny import TINY_PIPELINES
 
@@ -78,9 +81,22 @@ def save_output(out, kind: str, path: Path, fps: int) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    if args.gpus > 1 and torch.cuda.device_count() < args.gpus:
+        raise SystemExit(f"--gpus {args.gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
+        # relaunch this very command on N processes; each then takes the branch below
+        given = sys.argv[2:] if sys.argv[1:2] == ["generate"] else sys.argv[1:]   # CLI or scripts/generate.py
+        return launch(args.gpus, ["gna_diffusers", "generate", *given])
+    rank, world = 0, 1
+    if "LOCAL_RANK" in os.environ:
+        rank, world, device = init_from_env()
+    else:
+        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
     dtype = getattr(torch, args.dtype) if args.model else torch.float32
     pipe, kind, call_args = load_pipeline(args.model, args.tiny_model, device, dtype)
+    if world > 1:
+        enable_context_parallel(pipe, world)
+        pipe.set_progress_bar_config(disable=rank != 0)
     if not args.dense:
         enable_gna(pipe, args.recipe or {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p",
                                          "cosmos": "cosmos-7b-text2world"}[kind])
@@ -94,6 +110,8 @@ def run(args: argparse.Namespace) -> int:
     out = pipe(prompt=args.prompt, num_inference_steps=args.steps or (50 if args.model else 4),
                generator=torch.Generator(device="cpu").manual_seed(args.seed), callback_on_step_end=timer,
                **call_args)
+    if rank != 0:
+        return 0
     output = Path(args.output or f"out/{kind}{'_dense' if args.dense else '_gna'}."
                   f"{'mp4' if kind in VIDEO_MODELS else 'png'}")
     written = save_output(out, kind, output, args.fps)
@@ -102,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
         steps = [t for t, m in zip(timer.times, timer.modes) if m == mode]
         if steps:
             print(f"{mode:5} steps: {len(steps):3d}  {sum(steps) / len(steps):.3f} s/step")
-    print(f"total {sum(timer.times):.2f} s for {len(timer.times)} steps"
+    print(f"total {sum(timer.times):.2f} s for {len(timer.times)} steps on {world} process(es)"
           + (f"; GNA on grid {state.grid}" if state else " (dense baseline)"))
     for path in written:
         print(f"wrote {path}")
@@ -133,4 +151,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--dense", action="store_true", help="baseline: the original dense attention")
     p.add_argument("--output", help="output file (PNG for images, MP4 for videos)")
+    p.add_argument("--gpus", type=int, default=1,
+                   help="spread the sequence over N GPUs (Ulysses context parallelism; torchrun under the hood)")
     p.set_defaults(func=run)
