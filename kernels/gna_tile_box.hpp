@@ -19,6 +19,9 @@ namespace gna {
 
 constexpr int kMaxDims = 3;
 
+GNA_HOST_DEVICE int imin(int a, int b) { return a < b ? a : b; }
+GNA_HOST_DEVICE int imax(int a, int b) { return a > b ? a : b; }
+
 // One GNA problem as the kernel sees it. Unused trailing dimensions have length 1, window 1, tile 1.
 struct TileParams {
   int ndim;
@@ -36,12 +39,12 @@ struct TileParams {
 GNA_HOST_DEVICE void window_bounds(int pos, int glen, int window, int stride, bool causal, int& start, int& end) {
   int group_first = (pos / stride) * stride;
   if (causal) {
-    int leader = min(group_first + stride - 1, glen - 1);
-    start = max(leader - (window - 1), 0);
-    end = min(pos + 1, glen);
+    int leader = imin(group_first + stride - 1, glen - 1);
+    start = imax(leader - (window - 1), 0);
+    end = imin(pos + 1, glen);
   } else {
-    int leader = min(group_first + stride / 2, glen - 1);
-    start = min(max(leader - window / 2, 0), glen - window);
+    int leader = imin(group_first + stride / 2, glen - 1);
+    start = imin(imax(leader - window / 2, 0), glen - window);
     end = start + window;
   }
 }
@@ -72,16 +75,16 @@ struct TileBox {
       b.group_len[i] = glen;
       int tile = 1 << p.tile_log2[i];
       // A tile of padding only still visits one (masked) KV tile, so every CTA runs the same pipeline shape.
-      int first = min(b.q_tile[i] * tile, glen - 1);
-      int last = min(b.q_tile[i] * tile + tile, glen) - 1;
-      last = max(last, first);
+      int first = imin(b.q_tile[i] * tile, glen - 1);
+      int last = imin(b.q_tile[i] * tile + tile, glen) - 1;
+      last = imax(last, first);
       int s_first, e_first, s_last, e_last;
       window_bounds(first, glen, p.window[i], p.stride[i], p.causal[i], s_first, e_first);
       window_bounds(last, glen, p.window[i], p.stride[i], p.causal[i], s_last, e_last);
       int lo = s_first >> p.tile_log2[i];
       int hi = (e_last + tile - 1) >> p.tile_log2[i];
       int full_lo = (s_last + tile - 1) >> p.tile_log2[i];
-      int full_hi = max(min(e_first, glen) >> p.tile_log2[i], full_lo);
+      int full_hi = imax(imin(e_first, glen) >> p.tile_log2[i], full_lo);
       b.lo[i] = lo;
       b.extent[i] = hi - lo;
       b.full_lo[i] = full_lo;
@@ -129,7 +132,7 @@ struct RowWindow {
     for (int i = kMaxDims - 1; i >= 0; --i) {
       int u = (row >> shift) & ((1 << p.tile_log2[i]) - 1);
       shift += p.tile_log2[i];
-      int pos = min((box.q_tile[i] << p.tile_log2[i]) + u, box.group_len[i] - 1);  // padding rows: any window
+      int pos = imin((box.q_tile[i] << p.tile_log2[i]) + u, box.group_len[i] - 1);  // padding rows: any window
       window_bounds(pos, box.group_len[i], p.window[i], p.stride[i], p.causal[i], w.start[i], w.end[i]);
     }
     return w;
