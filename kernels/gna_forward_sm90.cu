@@ -28,10 +28,34 @@ constexpr char kElementName[] = "float16";
 
 // 128 query rows per CTA (two consumer warpgroups of 64), KV tiles of 128 keys: Q and KV tile volume 128.
 using TileShape = cute::Shape<cute::_128, cute::_128, cute::Int<GNA_HEAD_DIM>>;
-using Mainloop = gna::MainloopSm90<Element, TileShape>;
-using Epilogue = cutlass::fmha::collective::FmhaFwdEpilogue<Element, float, typename Mainloop::TileShapePV>;
-using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<Mainloop, Epilogue,
-                                                                   cutlass::fmha::kernel::IndividualTileScheduler>;
+
+// Schedule variants of the example's kernel, chosen at build time: GNA_PERSISTENT (one CTA per SM looping over
+// tiles, Q loaded by its own warp) and GNA_LOCKED (consumer warpgroups take turns for the softmax).
+template <class... Options>
+struct Schedule {
+  static constexpr bool kPersistent =
+      cutlass::fmha::kernel::find_option_t<cutlass::fmha::kernel::Tag::kIsPersistent, cute::false_type,
+                                           Options...>::value;
+  using Mainloop = gna::MainloopSm90<Element, TileShape, Options...>;
+  using Epilogue = cutlass::fmha::collective::FmhaFwdEpilogue<Element, float, typename Mainloop::TileShapePV>;
+  using Scheduler = std::conditional_t<kPersistent, cutlass::fmha::kernel::PersistentTileScheduler,
+                                       cutlass::fmha::kernel::IndividualTileScheduler>;
+  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<Mainloop, Epilogue, Scheduler, Options...>;
+};
+
+using cutlass::fmha::kernel::Option;
+using cutlass::fmha::kernel::Tag;
+#if defined(GNA_PERSISTENT) && defined(GNA_LOCKED)
+using Kernel = Schedule<Option<Tag::kIsPersistent, cute::true_type>, Option<Tag::kLoadsQSeparately, cute::true_type>,
+                        Option<Tag::kIsMainloopLocked, cute::true_type>>::Kernel;
+#elif defined(GNA_PERSISTENT)
+using Kernel = Schedule<Option<Tag::kIsPersistent, cute::true_type>,
+                        Option<Tag::kLoadsQSeparately, cute::true_type>>::Kernel;
+#elif defined(GNA_LOCKED)
+using Kernel = Schedule<Option<Tag::kIsMainloopLocked, cute::true_type>>::Kernel;
+#else
+using Kernel = Schedule<>::Kernel;
+#endif
 using Operation = cutlass::device::Universal<Kernel>;
 
 }  // namespace
@@ -55,6 +79,10 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
       {static_cast<Element*>(out), dQ, lse, cute::make_tuple(cute::_1{}, cute::make_tuple(heads * q_tokens, q_tokens))},
       cutlass::KernelHardwareInfo{}};
   Operation op;
+  int device = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&args.hw_info.sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    return "cannot read the device's multiprocessor count";
   if (op.can_implement(args) != cutlass::Status::kSuccess) return "problem shape not supported by the kernel";
   if (op.initialize(args, nullptr, static_cast<cudaStream_t>(cuda_stream)) != cutlass::Status::kSuccess)
     return "kernel initialization failed (shared memory attribute or TMA descriptors)";

@@ -47,6 +47,8 @@ struct MainloopSm90 {
   using TileShape = TileShape_;  // (query rows per CTA, keys per KV tile, head_dim)
 
   static constexpr bool kIsPersistent = find_option_t<Tag::kIsPersistent, false_type, Options...>::value;
+  // Consumer warpgroups take turns for the softmax, so one's softmax overlaps the other's matrix products.
+  static constexpr bool kIsMainloopLocked = find_option_t<Tag::kIsMainloopLocked, false_type, Options...>::value;
   static constexpr int NumLoadWarpGroups = 1;
   static constexpr int NumMmaWarpGroups = find_option_t<Tag::kNumMmaWarpGroups, Int<2>, Options...>::value;
   static constexpr int StageCount = find_option_t<Tag::kStagesKV, Int<5>, Options...>::value;
@@ -230,32 +232,58 @@ struct MainloopSm90 {
                              PipelineStateReducer&, SharedStorage&) {}
 
   // Sets the scores of keys outside each query's neighborhood to -inf. `rows` holds this thread's query windows,
-  // `cS` the (row, key) coordinates of its accumulator elements.
+  // `cS_mn` the (row, key) coordinates of its accumulator elements. Three paths, same result: 1D tiles (one interval
+  // over the key offset), tiles whose innermost side is 8 (a 16-bit mask over key offset / 8 and an 8-bit mask over
+  // key offset % 8 per row, a few operations per score), and any other shape (per-dimension comparisons).
   template <class AccQK, class CoordMN, int kRows>
   CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileParams const& tiles,
                                         int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRows; i++) {
-      int lo[kMaxDims], hi[kMaxDims];
+    constexpr int kLast = kMaxDims - 1;
+    if (tiles.tile_log2[0] == 0 && tiles.tile_log2[1] == 0) {
+      int origin = kv[kLast] << tiles.tile_log2[kLast];
       CUTLASS_PRAGMA_UNROLL
-      for (int d = 0; d < kMaxDims; d++) {
-        int origin = kv[d] << tiles.tile_log2[d];
-        lo[d] = rows[i].start[d] - origin;
-        hi[d] = rows[i].end[d] - origin;
-      }
-      CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < size<1>(acc_mn); j++) {
-        int col = get<1>(cS_mn(i, j));
-        bool ok = true;
-        int shift = 0;
+      for (int i = 0; i < kRows; i++) {
+        int lo = rows[i].start[kLast] - origin, hi = rows[i].end[kLast] - origin;
         CUTLASS_PRAGMA_UNROLL
-        for (int d = kMaxDims - 1; d >= 0; --d) {
-          int u = (col >> shift) & ((1 << tiles.tile_log2[d]) - 1);
-          shift += tiles.tile_log2[d];
-          ok = ok && u >= lo[d] && u < hi[d];
+        for (int j = 0; j < size<1>(acc_mn); j++) {
+          int col = get<1>(cS_mn(i, j));
+          if (col < lo || col >= hi) acc_mn(i, j) = -INFINITY;
         }
-        if (!ok) acc_mn(i, j) = -INFINITY;
+      }
+    } else if (has_inner8_tiles(tiles)) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        uint32_t high, low;
+        inner8_masks(tiles, kv, rows[i], high, low);
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(acc_mn); j++) {
+          if (!inner8_allows(high, low, get<1>(cS_mn(i, j)))) acc_mn(i, j) = -INFINITY;
+        }
+      }
+    } else {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        int lo[kMaxDims], hi[kMaxDims];
+        CUTLASS_PRAGMA_UNROLL
+        for (int d = 0; d < kMaxDims; d++) {
+          int origin = kv[d] << tiles.tile_log2[d];
+          lo[d] = rows[i].start[d] - origin;
+          hi[d] = rows[i].end[d] - origin;
+        }
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(acc_mn); j++) {
+          int col = get<1>(cS_mn(i, j));
+          bool ok = true;
+          int shift = 0;
+          CUTLASS_PRAGMA_UNROLL
+          for (int d = kMaxDims - 1; d >= 0; --d) {
+            int u = (col >> shift) & ((1 << tiles.tile_log2[d]) - 1);
+            shift += tiles.tile_log2[d];
+            ok = ok && u >= lo[d] && u < hi[d];
+          }
+          if (!ok) acc_mn(i, j) = -INFINITY;
+        }
       }
     }
   }
@@ -350,9 +378,11 @@ struct MainloopSm90 {
       warpgroup_wait<0>();
       warpgroup_fence_operand(acc_qk);
       warpgroup_fence_operand(acc_pv);
+      if constexpr (kIsMainloopLocked) math_wg_order_barrier.wait();
       if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, kv, rows);
       softmax.template step</*kUseFusion=*/false>(acc_qk, tiled_mma_qk, tScS, softmax_state, acc_pv, tiled_mma_pv,
                                                   problem_size);
+      if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
 
       Tensor acc_qk_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
       pipeline.consumer_wait(smem_pipe_read, token);

@@ -151,4 +151,30 @@ struct RowWindow {
   }
 };
 
+// Fast mask for tiles of volume 128 whose innermost side is 8: per row, a 16-bit mask over (key offset / 8) and an
+// 8-bit mask over (key offset % 8) whose product is the row's set of neighbors inside the KV tile.
+GNA_HOST_DEVICE bool has_inner8_tiles(TileParams const& p) {
+  return p.tile_log2[kMaxDims - 1] == 3 && p.tile_log2[0] + p.tile_log2[1] == 4;
+}
+
+GNA_HOST_DEVICE uint32_t bit_run(int lo, int hi, int n) {  // bits [lo, hi) clipped to [0, n), n <= 16
+  int a = imin(imax(lo, 0), n), b = imax(imin(hi, n), a);
+  return (1u << b) - (1u << a);
+}
+
+GNA_HOST_DEVICE void inner8_masks(TileParams const& p, int const (&kv)[kMaxDims], RowWindow const& w,
+                                  uint32_t& high, uint32_t& low) {
+  int t0_log2 = p.tile_log2[0], t1_log2 = p.tile_log2[1];
+  int t0 = 1 << t0_log2, t1 = 1 << t1_log2;
+  uint32_t repeat = 0xFFFFu / ((1u << t1) - 1u);  // a bit at the start of each run of t1 bits
+  uint32_t dim1 = bit_run(w.start[1] - (kv[1] << t1_log2), w.end[1] - (kv[1] << t1_log2), t1);
+  int lo0 = imin(imax(w.start[0] - (kv[0] << t0_log2), 0), t0), hi0 = imin(imax(w.end[0] - (kv[0] << t0_log2), 0), t0);
+  high = (dim1 * repeat) & bit_run(lo0 * t1, hi0 * t1, 16);
+  low = bit_run(w.start[kMaxDims - 1] - (kv[kMaxDims - 1] << 3), w.end[kMaxDims - 1] - (kv[kMaxDims - 1] << 3), 8);
+}
+
+GNA_HOST_DEVICE bool inner8_allows(uint32_t high, uint32_t low, int col) {
+  return (high >> (col >> 3)) & (low >> (col & 7)) & 1u;
+}
+
 }  // namespace gna

@@ -40,9 +40,14 @@ NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DN
               "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
               "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
 
+# Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
+SCHEDULES = {"plain": [], "locked": ["-DGNA_LOCKED"], "persistent": ["-DGNA_PERSISTENT"],
+             "persistent_locked": ["-DGNA_PERSISTENT", "-DGNA_LOCKED"]}
+SCHEDULE = "plain"
+
 _build_lock = threading.Lock()
-_extensions: dict[tuple[str, int], object] = {}
-_build_errors: dict[tuple[str, int], str] = {}
+_extensions: dict[tuple[str, int, str], object] = {}
+_build_errors: dict[tuple[str, int, str], str] = {}
 
 
 def cache_dir() -> Path:
@@ -81,14 +86,18 @@ def toolchain_problem() -> Optional[str]:
     return None
 
 
-def build_extension(dtype_name: str, head_dim: int, verbose: bool = False):
+def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, schedule: Optional[str] = None):
     """Build (or load from the cache) the extension of one configuration; raises on failure."""
     from torch.utils import cpp_extension
+    schedule = schedule or SCHEDULE
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}; allowed: {', '.join(SCHEDULES)}")
     include, example = cutlass_paths()
-    name = f"gna_cutlass_sm90_{dtype_name}_d{head_dim}"
+    name = f"gna_cutlass_sm90_{dtype_name}_d{head_dim}" + ("" if schedule == "plain" else f"_{schedule}")
     build_dir = cache_dir() / name
     build_dir.mkdir(parents=True, exist_ok=True)
-    flags = NVCC_FLAGS + [f"-DGNA_HEAD_DIM={head_dim}"] + (["-DGNA_ELEMENT_BF16"] if dtype_name == "bfloat16" else [])
+    flags = (NVCC_FLAGS + SCHEDULES[schedule] + [f"-DGNA_HEAD_DIM={head_dim}"]
+             + (["-DGNA_ELEMENT_BF16"] if dtype_name == "bfloat16" else []))
     previous = os.environ.get("TORCH_CUDA_ARCH_LIST")
     os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"  # keep torch from adding a plain sm_90 pass (no wgmma there)
     try:
@@ -105,13 +114,13 @@ def build_extension(dtype_name: str, head_dim: int, verbose: bool = False):
 
 def extension(dtype_name: str, head_dim: int):
     """The loaded extension, building it on first use; None (with the reason in `_build_errors`) if it fails."""
-    key = (dtype_name, head_dim)
+    key = (dtype_name, head_dim, SCHEDULE)
     with _build_lock:
         if key not in _extensions and key not in _build_errors:
             problem = toolchain_problem()
             if problem is None:
                 try:
-                    logger.info("building the cutlass GNA kernel %s d%d (first use; cached afterwards)", *key)
+                    logger.info("loading the cutlass GNA kernel %s d%d %s (built on first use)", *key)
                     _extensions[key] = build_extension(dtype_name, head_dim)
                 except Exception as err:  # a failed build must fall back, never crash the caller
                     problem = f"kernel build failed: {str(err).strip().splitlines()[-1] if str(err) else err!r}"
@@ -246,7 +255,7 @@ def _why_not(inputs: GNAInputs) -> Optional[str]:
     if inputs.query.shape[2] * inputs.head_dim * inputs.query.element_size() % 16:
         return "heads * head_dim * element size must be a multiple of 16 bytes (TMA)"
     if extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim) is None:
-        return _build_errors[(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim)]
+        return _build_errors[(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, SCHEDULE)]
     return None
 
 
