@@ -10,7 +10,7 @@ import sys
 from typing import Optional, Sequence
 
 # module names under gna_diffusers.cli, in the order `--help` lists them
-SUBCOMMAND_MODULES = ["generate", "compare", "simulate", "recipe"]
+SUBCOMMAND_MODULES = ["generate", "compare", "simulate", "recipe", "build_kernels"]
 
 
 def parse_dims(text: str, option: str) -> tuple[int, ...]:

@@ -1,0 +1,263 @@
+"""GNA through our compiled CUTLASS kernel for Hopper (sm90a), kernels/gna_forward_sm90.cu.
+
+The kernel runs on the tiled layout (ops/layout.py): each 128-token Q tile visits only the box of 128-token KV tiles
+covering its queries' windows and masks only partially covered tiles. Each (dtype, head_dim) configuration is its own
+extension, built by ninja on first use (or ahead of time by `gna-diffusers build-kernels`) into a cache directory.
+Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0 GPU, `why_not` says why
+and `auto` picks the next backend (flex). Extra dense tokens are a second pass (flash SDPA over the valid extra keys)
+merged by log-sum-exp.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+import math
+import os
+import shutil
+import threading
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from ..ops.attention import merge_attention
+from ..ops.layout import TiledLayout
+from ..ops.params import GNAParams
+from ..ops.tiles import choose_tile
+from .registry import Backend, GNAInputs, register_backend
+
+logger = logging.getLogger("gna_diffusers")
+
+TILE_VOLUME = 128  # query rows per CTA and keys per KV tile of the compiled kernel
+MAX_DIMS = 3
+SUPPORTED_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
+SUPPORTED_HEAD_DIMS = (64, 128)
+KERNELS_DIR = Path(os.environ.get("GNA_KERNELS_DIR", Path(__file__).resolve().parents[2] / "kernels"))
+NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr",
+              # torch's extension flags hide the half/bfloat16 operators CUTLASS relies on
+              "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+              "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
+
+# Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
+SCHEDULES = {"plain": [], "locked": ["-DGNA_LOCKED"], "persistent": ["-DGNA_PERSISTENT"],
+             "persistent_locked": ["-DGNA_PERSISTENT", "-DGNA_LOCKED"]}
+SCHEDULE = "plain"
+
+_build_lock = threading.Lock()
+_extensions: dict[tuple[str, int, str], object] = {}
+_build_errors: dict[tuple[str, int, str], str] = {}
+
+
+def cache_dir() -> Path:
+    """Where built extensions live: $GNA_KERNEL_CACHE, else ~/.cache/gna_diffusers/<torch>-cu<cuda>."""
+    if "GNA_KERNEL_CACHE" in os.environ:
+        return Path(os.environ["GNA_KERNEL_CACHE"])
+    tag = f"torch{torch.__version__.split('+')[0]}-cu{torch.version.cuda or 'none'}"
+    return Path.home() / ".cache" / "gna_diffusers" / tag
+
+
+def cutlass_paths() -> Optional[tuple[Path, Path]]:
+    """(CUTLASS include dir, 88_hopper_fmha example dir) from the installed nvidia-cutlass wheel, or None."""
+    spec = importlib.util.find_spec("cutlass_library")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    source = Path(list(spec.submodule_search_locations)[0]) / "source"
+    include, example = source / "include", source / "examples" / "88_hopper_fmha"
+    if not (include / "cute").is_dir() or not (example / "collective").is_dir():
+        return None
+    return include, example
+
+
+def toolchain_problem() -> Optional[str]:
+    """Why no kernel can be built here (no nvcc, ninja, CUTLASS headers or kernel sources), else None."""
+    from torch.utils.cpp_extension import CUDA_HOME
+    if torch.version.cuda is None:
+        return "this torch build has no CUDA"
+    if CUDA_HOME is None or shutil.which(os.path.join(CUDA_HOME, "bin", "nvcc")) is None:
+        return "nvcc not found (set CUDA_HOME)"
+    if shutil.which("ninja") is None:
+        return "ninja not found"
+    if cutlass_paths() is None:
+        return "nvidia-cutlass headers and the 88_hopper_fmha example not found (pip install nvidia-cutlass)"
+    if not (KERNELS_DIR / "gna_forward_sm90.cu").is_file():
+        return f"kernel sources not found in {KERNELS_DIR} (set GNA_KERNELS_DIR)"
+    return None
+
+
+def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, schedule: Optional[str] = None):
+    """Build (or load from the cache) the extension of one configuration; raises on failure."""
+    from torch.utils import cpp_extension
+    schedule = schedule or SCHEDULE
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r}; allowed: {', '.join(SCHEDULES)}")
+    include, example = cutlass_paths()
+    name = f"gna_cutlass_sm90_{dtype_name}_d{head_dim}" + ("" if schedule == "plain" else f"_{schedule}")
+    build_dir = cache_dir() / name
+    build_dir.mkdir(parents=True, exist_ok=True)
+    flags = (NVCC_FLAGS + SCHEDULES[schedule] + [f"-DGNA_HEAD_DIM={head_dim}"]
+             + (["-DGNA_ELEMENT_BF16"] if dtype_name == "bfloat16" else []))
+    previous = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"  # keep torch from adding a plain sm_90 pass (no wgmma there)
+    try:
+        return cpp_extension.load(
+            name=name, sources=[str(KERNELS_DIR / "gna_binding.cpp"), str(KERNELS_DIR / "gna_forward_sm90.cu")],
+            extra_include_paths=[str(KERNELS_DIR), str(include), str(example)], extra_cflags=["-O2", "-std=c++17"],
+            extra_cuda_cflags=flags, build_directory=str(build_dir), verbose=verbose)
+    finally:
+        if previous is None:
+            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+        else:
+            os.environ["TORCH_CUDA_ARCH_LIST"] = previous
+
+
+def extension(dtype_name: str, head_dim: int):
+    """The loaded extension, building it on first use; None (with the reason in `_build_errors`) if it fails."""
+    key = (dtype_name, head_dim, SCHEDULE)
+    with _build_lock:
+        if key not in _extensions and key not in _build_errors:
+            problem = toolchain_problem()
+            if problem is None:
+                try:
+                    logger.info("loading the cutlass GNA kernel %s d%d %s (built on first use)", *key)
+                    _extensions[key] = build_extension(dtype_name, head_dim)
+                except Exception as err:  # a failed build must fall back, never crash the caller
+                    problem = f"kernel build failed: {str(err).strip().splitlines()[-1] if str(err) else err!r}"
+            if problem is not None:
+                _build_errors[key] = problem
+                logger.warning("cutlass GNA backend unavailable (%s); falling back to the next backend", problem)
+        return _extensions.get(key)
+
+
+# ---- layout: cached gather indices (the permute in and out is one index_select each) --------------------------
+
+@functools.lru_cache(maxsize=64)
+def _layout_indices(grid: tuple[int, ...], tile: tuple[int, ...], dilation: tuple[int, ...],
+                    device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(tiled position -> row-major token, padding -> token 0; row-major token -> tiled position)."""
+    layout = TiledLayout.make(grid, tile, dilation)
+    coords = layout.coordinates()
+    valid = (coords < torch.tensor(grid)).all(dim=1)
+    token = torch.zeros(len(coords), dtype=torch.int64)
+    for i, length in enumerate(grid):
+        token = token * length + coords[:, i].clamp(max=length - 1)
+    gather = torch.where(valid, token, torch.zeros_like(token))
+    scatter = torch.empty(layout.tokens, dtype=torch.int64)
+    scatter[token[valid]] = torch.nonzero(valid).squeeze(1)
+    return gather.to(device), scatter.to(device)
+
+
+@functools.lru_cache(maxsize=256)
+def _plan(params: GNAParams) -> tuple[TiledLayout, tuple[int, ...]]:
+    """The tile shape and layout for a problem, and the kernel's flat tile parameters (dims padded at the front)."""
+    tile = choose_tile(params, TILE_VOLUME)
+    layout = TiledLayout.make(params.grid, tile, params.dilation)
+    pad = MAX_DIMS - params.ndim
+
+    def row(values, fill):
+        return (fill,) * pad + tuple(int(v) for v in values)
+
+    flat = (row(params.grid, 1) + row(params.window, 1) + row(params.stride, 1) + row(params.dilation, 1)
+            + row(params.causal, 0) + row((t.bit_length() - 1 for t in tile), 0) + row(layout.tiles_per_dim, 1))
+    return layout, flat
+
+
+def _to_tiled(x: torch.Tensor, layout: TiledLayout) -> torch.Tensor:
+    if layout.is_identity:
+        return x.contiguous()
+    gather, _ = _layout_indices(layout.grid, layout.tile, layout.dilation, x.device)
+    return x.index_select(1, gather)
+
+
+def _from_tiled(y: torch.Tensor, layout: TiledLayout, dim: int = 1) -> torch.Tensor:
+    if layout.is_identity:
+        return y
+    _, scatter = _layout_indices(layout.grid, layout.tile, layout.dilation, y.device)
+    return y.index_select(dim, scatter)
+
+
+def _tiled_call(inputs: GNAInputs, layout: TiledLayout, flat: tuple[int, ...]) -> Callable:
+    """A function (q, k, v tiled[, out, lse]) -> (out tiled [B, Nt, H, D], lse [B, H, Nt]): the kernel alone."""
+    ext = extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim)
+    flat_list = list(flat)
+
+    def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: Optional[torch.Tensor] = None,
+            lse: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        if out is None:
+            out = torch.empty_like(q)
+        if lse is None:
+            lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device, dtype=torch.float32)
+        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, torch.cuda.current_stream(q.device).cuda_stream)
+        return out, lse
+
+    return run
+
+
+def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: torch.Tensor,
+                    extra_mask: Optional[torch.Tensor], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Dense attention of every query over the valid extra tokens alone, (out [B, N, H, D], lse [B, N, H] fp32).
+
+    Flash SDPA per batch element over that element's valid extra keys (a row with none gets out 0, lse -inf)."""
+    def flash(q, k, v):
+        res = torch.ops.aten._scaled_dot_product_flash_attention(
+            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, False, False, scale=scale)
+        return res[0].transpose(1, 2), res[1].float().transpose(1, 2)
+
+    if extra_mask is None:
+        return flash(query, extra_key, extra_value)
+    outs, lses = [], []
+    for b in range(query.shape[0]):
+        keep = torch.nonzero(extra_mask[b]).squeeze(1)
+        if keep.numel() == 0:
+            outs.append(torch.zeros_like(query[b:b + 1]))
+            lses.append(torch.full((1, *query.shape[1:3]), -math.inf, device=query.device))
+            continue
+        o, lse = flash(query[b:b + 1], extra_key[b:b + 1, keep], extra_value[b:b + 1, keep])
+        outs.append(o)
+        lses.append(lse)
+    return torch.cat(outs), torch.cat(lses)
+
+
+def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
+    layout, flat = _plan(inputs.params)
+    run = _tiled_call(inputs, layout, flat)
+    out_t, lse_t = run(_to_tiled(inputs.query, layout), _to_tiled(inputs.key, layout),
+                       _to_tiled(inputs.value, layout))
+    out = _from_tiled(out_t, layout)
+    lse = _from_tiled(lse_t, layout, dim=2).transpose(1, 2)
+    if inputs.extra_key is not None:
+        out_x, lse_x = extra_attention(inputs.query, inputs.extra_key, inputs.extra_value, inputs.extra_mask,
+                                       inputs.scale)
+        out, lse = merge_attention(out, lse, out_x, lse_x)
+    return out, lse
+
+
+def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
+    """A closure running the kernel on already tiled inputs (no layout, no extra tokens), for benchmarks."""
+    layout, flat = _plan(inputs.params)
+    run = _tiled_call(inputs, layout, flat)
+    q, k, v = (_to_tiled(t, layout) for t in (inputs.query, inputs.key, inputs.value))
+    return lambda: run(q, k, v)
+
+
+def _is_hopper(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device) == (9, 0)
+
+
+def _why_not(inputs: GNAInputs) -> Optional[str]:
+    if not _is_hopper(inputs.device):
+        return f"needs a CUDA GPU of compute capability 9.0 (Hopper); inputs are on {inputs.device}"
+    if inputs.query.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {inputs.query.dtype}; the kernel takes bfloat16 or float16"
+    if inputs.head_dim not in SUPPORTED_HEAD_DIMS:
+        return f"head_dim={inputs.head_dim}; compiled for {SUPPORTED_HEAD_DIMS}"
+    if inputs.query.shape[2] * inputs.head_dim * inputs.query.element_size() % 16:
+        return "heads * head_dim * element size must be a multiple of 16 bytes (TMA)"
+    if extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim) is None:
+        return _build_errors[(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, SCHEDULE)]
+    return None
+
+
+register_backend(Backend("cutlass", cutlass_forward, _why_not,
+                         priority=lambda device: 30 if _is_hopper(device) else -1))

@@ -1,0 +1,47 @@
+"""`gna-diffusers build-kernels`: compile the cutlass GNA kernels ahead of time into the kernel cache.
+
+Otherwise each (dtype, head_dim) configuration is compiled on its first use (about a minute each).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+
+def add_parser(subparsers) -> None:
+    p = subparsers.add_parser("build-kernels", help="compile the cutlass GNA kernels (Hopper) ahead of time",
+                              description=__doc__.splitlines()[0])
+    p.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"], choices=["bfloat16", "float16"])
+    p.add_argument("--head-dims", nargs="+", type=int, default=[64, 128], choices=[64, 128])
+    p.add_argument("--jobs", type=int, default=4, help="configurations compiled at once (default 4)")
+    p.add_argument("--show-compiler", action="store_true", help="show the compiler commands and output")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..backends import cutlass
+    problem = cutlass.toolchain_problem()
+    if problem is not None:
+        print(f"cannot build the cutlass kernels: {problem}")
+        return 1
+    if args.jobs < 1:
+        raise ValueError(f"--jobs={args.jobs}; it must be >= 1")
+    configs = [(d, h) for d in args.dtypes for h in args.head_dims]
+
+    def build(config: tuple[str, int]) -> tuple[tuple[str, int], float, str]:
+        start = time.perf_counter()
+        try:
+            cutlass.build_extension(*config, verbose=args.show_compiler)
+            return config, time.perf_counter() - start, "ok"
+        except Exception as err:  # report every configuration, then fail
+            return config, time.perf_counter() - start, f"FAILED: {err}"
+
+    print(f"building {len(configs)} configuration(s) into {cutlass.cache_dir()}")
+    failed = 0
+    with ThreadPoolExecutor(max_workers=min(args.jobs, len(configs))) as pool:
+        for (dtype, head_dim), seconds, status in pool.map(build, configs):
+            print(f"  {dtype:9} head_dim {head_dim:3}  {seconds:6.1f} s  {status}")
+            failed += status != "ok"
+    return 1 if failed else 0

@@ -1,0 +1,18 @@
+// Host entry point of one compiled GNA forward configuration (element type and head_dim fixed at build time).
+#pragma once
+
+#include "gna_tile_box.hpp"
+
+namespace gna {
+
+// Tensors are tiled [batch, tokens, heads, head_dim] (contiguous); lse is [batch, heads, q_tokens] float32.
+// Returns nullptr on success, else a message saying what failed.
+const char* forward_sm90(void const* q, void const* k, void const* v, void* out, float* lse, int batch, int heads,
+                         int q_tokens, int kv_tokens, int head_dim, float scale, TileParams const& tiles,
+                         void* cuda_stream);
+
+// The compiled configuration: 16-bit element kind ("bfloat16" or "float16") and head_dim.
+const char* element_name();
+int head_dim();
+
+}  // namespace gna

@@ -1,0 +1,412 @@
+// Hopper (sm90a) GNA mainloop: TMA loads of Q and of the K/V tiles in each Q tile's box, WGMMA for QK^T and PV,
+// online softmax, the token-level neighborhood mask only on partially covered KV tiles.
+//
+// It plugs into the warp-specialized FMHA kernel of CUTLASS example 88_hopper_fmha (one producer warpgroup, two
+// consumer warpgroups of 64 query rows each) and reuses that example's TMA load and softmax collectives; what is
+// ours is which KV tiles are loaded (gna_tile_box.hpp) and the mask.
+#pragma once
+
+#include "cutlass/cutlass.h"
+#include "cutlass/gemm/collective/collective_builder.hpp"
+
+#include "collective/fmha_common.hpp"
+#include "collective/fmha_collective_load.hpp"
+#include "collective/fmha_collective_softmax.hpp"
+#include "collective/fmha_fusion.hpp"
+#include "kernel/fmha_options.hpp"
+
+#include "gna_tile_box.hpp"
+
+namespace gna {
+
+using namespace cute;
+using cutlass::fmha::kernel::Tag;
+using cutlass::fmha::kernel::find_option_t;
+
+// Strides of a [batch, tokens, heads, head_dim] tensor seen as (token, head_dim, (batch, head)).
+using TokenMajorStride = cute::tuple<int, _1, cute::tuple<int, int>>;
+
+// KV tile source for the TMA loads: loop index -> tile index of the tiled KV sequence.
+struct KvTileIterator {
+  TileParams const* params;
+  TileBox const* box;
+  int index;
+
+  CUTLASS_DEVICE int operator*() const { return box->kv_tile(*params, index); }
+  CUTLASS_DEVICE KvTileIterator& operator++() {
+    ++index;
+    return *this;
+  }
+};
+
+template <class Element_, class TileShape_, class... Options>
+struct MainloopSm90 {
+  using Element = Element_;
+  using ElementAccumulatorQK = float;
+  using ElementAccumulatorPV = float;
+  using TileShape = TileShape_;  // (query rows per CTA, keys per KV tile, head_dim)
+
+  static constexpr bool kIsPersistent = find_option_t<Tag::kIsPersistent, false_type, Options...>::value;
+  // Consumer warpgroups take turns for the softmax, so one's softmax overlaps the other's matrix products.
+  static constexpr bool kIsMainloopLocked = find_option_t<Tag::kIsMainloopLocked, false_type, Options...>::value;
+  static constexpr int NumLoadWarpGroups = 1;
+  static constexpr int NumMmaWarpGroups = find_option_t<Tag::kNumMmaWarpGroups, Int<2>, Options...>::value;
+  static constexpr int StageCount = find_option_t<Tag::kStagesKV, Int<5>, Options...>::value;
+  static constexpr int StageCountQ = find_option_t<Tag::kStagesQ, Int<NumMmaWarpGroups>, Options...>::value;
+  static const int kOuterLoads = 1;
+
+  using StagesQ = cutlass::gemm::collective::StageCount<StageCountQ>;
+  using Stages = cutlass::gemm::collective::StageCount<StageCount>;
+  using ClusterShape = Shape<_1, _1, _1>;
+  static constexpr int Alignment = 16 / sizeof(Element);
+
+  // Each consumer warpgroup owns 1/NumMmaWarpGroups of the CTA's query rows.
+  using TileShapeQK = Shape<decltype(tuple_element_t<0, TileShape>{} / Int<NumMmaWarpGroups>{}),
+                            tuple_element_t<1, TileShape>, tuple_element_t<2, TileShape>>;
+  using TileShapePV = decltype(select<0, 2, 1>(TileShapeQK{}));
+
+  using CollectiveMmaQK = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, TokenMajorStride, Alignment, Element,
+      TokenMajorStride, Alignment, ElementAccumulatorQK, TileShapeQK, ClusterShape, Stages,
+      cutlass::gemm::KernelTmaWarpSpecialized>::CollectiveOp;
+  // P is the register operand of the PV product; only V's shared-memory layout and TMA come from this builder.
+  using CollectiveMmaPV = typename cutlass::gemm::collective::CollectiveBuilder<
+      cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, TokenMajorStride, Alignment, Element,
+      decltype(select<1, 0, 2>(TokenMajorStride{})), Alignment, ElementAccumulatorPV, TileShapePV, ClusterShape,
+      Stages, cutlass::gemm::KernelTmaWarpSpecialized>::CollectiveOp;
+
+  using TiledMmaQK = typename CollectiveMmaQK::TiledMma;
+  using TiledMmaPV = decltype(cutlass::fmha::collective::convert_to_gmma_rs(typename CollectiveMmaPV::TiledMma{}));
+
+  using SmemLayoutQ = decltype(cutlass::fmha::collective::unstageSmemLayout(typename CollectiveMmaQK::SmemLayoutA{},
+                                                                            Int<StagesQ::value>{}));
+  using SmemLayoutK = typename CollectiveMmaQK::SmemLayoutB;
+  using SmemLayoutV = typename CollectiveMmaPV::SmemLayoutB;
+
+  using MainloopPipeline = cutlass::PipelineTmaAsync<Stages::value>;
+  using MainloopPipelineQ = cutlass::PipelineTmaAsync<StagesQ::value>;
+  using PipelineState = typename cutlass::PipelineState<MainloopPipeline::Stages>;
+  using PipelineStateQ = typename cutlass::PipelineState<MainloopPipelineQ::Stages>;
+
+  static constexpr int kInnerLoadBytes = size(SmemLayoutK{}(_, _, _0{})) * sizeof(Element);
+  static constexpr int kOuterLoadBytes = size(SmemLayoutQ{}(_, _, _0{})) * sizeof(Element);
+
+  using TileShapeOut = TileShapePV;
+  using TiledMmaOut = TiledMmaPV;
+  using ElementOut = ElementAccumulatorPV;
+
+  struct SharedStorage {
+    cute::array_aligned<Element, cute::cosize_v<SmemLayoutQ>> smem_q;
+    union {  // K and V tiles take turns in the same stages
+      cute::array_aligned<Element, cute::cosize_v<SmemLayoutK>> smem_k;
+      cute::array_aligned<Element, cute::cosize_v<SmemLayoutV>> smem_v;
+    };
+  };
+
+  struct Arguments {
+    Element const* ptr_Q;
+    TokenMajorStride dQ;
+    Element const* ptr_K;
+    TokenMajorStride dK;
+    Element const* ptr_V;
+    TokenMajorStride dV;
+    float scale;  // softmax scale applied to q.k
+    TileParams tiles;
+  };
+
+  using TMA_Q = typename CollectiveMmaQK::Params::TMA_A;
+  using TMA_K = typename CollectiveMmaQK::Params::TMA_B;
+  using TMA_V = typename CollectiveMmaPV::Params::TMA_B;
+
+  struct Params {
+    TMA_Q tma_load_q;
+    TMA_K tma_load_k;
+    TMA_V tma_load_v;
+    float scale_softmax;       // names read by the example's CollectiveSoftmax
+    float scale_softmax_log2;
+    float rp_dropout;
+    TileParams tiles;
+  };
+
+  using LoadQ = cutlass::fmha::collective::CollectiveLoadTma<cutlass::fmha::collective::LoadKind::kQ,
+                                                             MainloopPipelineQ, Element, SmemLayoutQ, TMA_Q>;
+  using LoadK = cutlass::fmha::collective::CollectiveLoadTma<cutlass::fmha::collective::LoadKind::kK,
+                                                             MainloopPipeline, Element, SmemLayoutK, TMA_K>;
+  using LoadV = cutlass::fmha::collective::CollectiveLoadTma<cutlass::fmha::collective::LoadKind::kV,
+                                                             MainloopPipeline, Element, SmemLayoutV, TMA_V>;
+  // The mask is applied here, before the softmax, so the softmax runs with the no-op fusion.
+  using Softmax = cutlass::fmha::collective::CollectiveSoftmax<ElementAccumulatorQK,
+                                                               cutlass::fmha::collective::DefaultFusion, Params>;
+
+  template <class ProblemShape>
+  static bool can_implement(ProblemShape const& problem_size, Arguments const& args) {
+    return get<4>(problem_size) == get<2>(TileShape{}) && get<2>(problem_size) % get<0>(TileShape{}) == 0 &&
+           get<3>(problem_size) % get<1>(TileShape{}) == 0 && get<0>(TileShape{}) == get<1>(TileShape{});
+  }
+
+  // problem_size: (batch, heads, tiled query tokens, tiled key tokens, head_dim)
+  template <class ProblemShape>
+  static Params to_underlying_arguments(ProblemShape const& problem_size, Arguments const& args, void*) {
+    auto shape_qk = make_shape(get<2>(problem_size), get<3>(problem_size), get<4>(problem_size),
+                               make_shape(get<0>(problem_size), get<1>(problem_size)));
+    auto params_qk = CollectiveMmaQK::to_underlying_arguments(
+        shape_qk, typename CollectiveMmaQK::Arguments{args.ptr_Q, args.dQ, args.ptr_K, args.dK}, nullptr);
+    auto shape_pv = select<0, 2, 1, 3>(shape_qk);
+    auto params_pv = CollectiveMmaPV::to_underlying_arguments(
+        shape_pv, typename CollectiveMmaPV::Arguments{args.ptr_K, args.dK, args.ptr_V, select<1, 0, 2>(args.dV)},
+        nullptr);
+    return Params{params_qk.tma_load_a, params_qk.tma_load_b, params_pv.tma_load_b,
+                  args.scale, args.scale * 1.4426950408889634f, 1.0f, args.tiles};
+  }
+
+  CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
+    cute::prefetch_tma_descriptor(params.tma_load_q.get_tma_descriptor());
+    cute::prefetch_tma_descriptor(params.tma_load_k.get_tma_descriptor());
+    cute::prefetch_tma_descriptor(params.tma_load_v.get_tma_descriptor());
+  }
+
+  // Producer: Q (both warpgroups' halves), then K and V of every tile in the box, in loop order.
+  template <bool kLoadQ, class BlkCoord, class ProblemShape, class LoadWarpBarrier>
+  CUTLASS_DEVICE void load_kv_maybe_q(int block_rank_in_cluster, BlkCoord const& blk_coord, Params const& params,
+                                      ProblemShape const& problem_size, MainloopPipeline& pipeline,
+                                      PipelineState& smem_pipe_write, MainloopPipelineQ& pipeline_q,
+                                      PipelineStateQ& smem_pipe_write_q, SharedStorage& storage,
+                                      LoadWarpBarrier& load_warp_barrier, bool do_barrier) {
+    TileBox box = TileBox::make(params.tiles, get<0>(blk_coord));
+    int lane_predicate = cute::elect_one_sync();
+
+    auto q_tile_iter = cute::make_coord_iterator(Int<NumMmaWarpGroups>{});
+    [[maybe_unused]] int q_tile_count = NumMmaWarpGroups;
+    KvTileIterator kv_iter{&params.tiles, &box, 0};
+    int kv_load_count = 2 * box.count;  // one K and one V load per visited tile
+
+    LoadQ load_q{params.tma_load_q, pipeline_q, storage.smem_q};
+    auto load_state_q = load_q.init_state(_0{}, problem_size, TileShapeQK{}, blk_coord, NumMmaWarpGroups);
+    LoadK load_k{params.tma_load_k, pipeline, storage.smem_k};
+    auto load_state_k = load_k.init_state(block_rank_in_cluster, problem_size, TileShapeQK{}, blk_coord, box.count);
+    LoadV load_v{params.tma_load_v, pipeline, storage.smem_v};
+    auto load_state_v = load_v.init_state(block_rank_in_cluster, problem_size, TileShapePV{}, blk_coord, box.count);
+
+    if constexpr (kLoadQ) load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, q_tile_count);
+    load_k.template step<false>(kv_iter, load_state_k, smem_pipe_write, lane_predicate, kv_load_count);
+    if constexpr (kLoadQ) load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, q_tile_count);
+    if constexpr (!kLoadQ) {
+      if (do_barrier) {
+        load_warp_barrier.arrive();
+        load_warp_barrier.wait(/*phase=*/0);
+      }
+    }
+    load_v.template step<true>(kv_iter, load_state_v, smem_pipe_write, lane_predicate, kv_load_count);
+    if constexpr (kLoadQ) {
+      while (q_tile_count > 0) load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, q_tile_count);
+    }
+    CUTLASS_PRAGMA_NO_UNROLL
+    while (kv_load_count > 0) {
+      load_k.template step<false>(kv_iter, load_state_k, smem_pipe_write, lane_predicate, kv_load_count);
+      load_v.template step<true>(kv_iter, load_state_v, smem_pipe_write, lane_predicate, kv_load_count);
+    }
+  }
+
+  template <class BlkCoord, class ProblemShape, class LoadWarpBarrier>
+  CUTLASS_DEVICE void load_maybe_q(BlkCoord const& blk_coord, Params const& params, ProblemShape const& problem_size,
+                                   MainloopPipelineQ& pipeline_q, PipelineStateQ& smem_pipe_write_q,
+                                   SharedStorage& storage, LoadWarpBarrier& load_warp_barrier, bool do_barrier) {
+    int lane_predicate = cute::elect_one_sync();
+    LoadQ load_q{params.tma_load_q, pipeline_q, storage.smem_q};
+    auto load_state_q = load_q.init_state(_0{}, problem_size, TileShapeQK{}, blk_coord, NumMmaWarpGroups);
+    auto q_tile_iter = cute::make_coord_iterator(Int<NumMmaWarpGroups>{});
+    CUTLASS_PRAGMA_UNROLL
+    for (int q = 0; q < NumMmaWarpGroups; q++) {
+      int count = 1;
+      load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, count);
+      if (q == 0 && do_barrier) {
+        load_warp_barrier.arrive();
+        load_warp_barrier.wait(/*phase=*/0);
+        do_barrier = false;
+      }
+    }
+  }
+
+  template <class BlkCoord, class ProblemShape, class PipelineReducer, class PipelineStateReducer>
+  CUTLASS_DEVICE void reduce(BlkCoord const&, Params const&, ProblemShape const&, PipelineReducer&,
+                             PipelineStateReducer&, SharedStorage&) {}
+
+  // Sets the scores of keys outside each query's neighborhood to -inf. `rows` holds this thread's query windows,
+  // `cS_mn` the (row, key) coordinates of its accumulator elements. Three paths, same result: 1D tiles (one interval
+  // over the key offset), tiles whose innermost side is 8 (a 16-bit mask over key offset / 8 and an 8-bit mask over
+  // key offset % 8 per row, a few operations per score), and any other shape (per-dimension comparisons).
+  template <class AccQK, class CoordMN, int kRows>
+  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileParams const& tiles,
+                                        int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
+    Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
+    constexpr int kLast = kMaxDims - 1;
+    if (tiles.tile_log2[0] == 0 && tiles.tile_log2[1] == 0) {
+      int origin = kv[kLast] << tiles.tile_log2[kLast];
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        int lo = rows[i].start[kLast] - origin, hi = rows[i].end[kLast] - origin;
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(acc_mn); j++) {
+          int col = get<1>(cS_mn(i, j));
+          if (col < lo || col >= hi) acc_mn(i, j) = -INFINITY;
+        }
+      }
+    } else if (has_inner8_tiles(tiles)) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        uint32_t high, low;
+        inner8_masks(tiles, kv, rows[i], high, low);
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(acc_mn); j++) {
+          if (!inner8_allows(high, low, get<1>(cS_mn(i, j)))) acc_mn(i, j) = -INFINITY;
+        }
+      }
+    } else {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        int lo[kMaxDims], hi[kMaxDims];
+        CUTLASS_PRAGMA_UNROLL
+        for (int d = 0; d < kMaxDims; d++) {
+          int origin = kv[d] << tiles.tile_log2[d];
+          lo[d] = rows[i].start[d] - origin;
+          hi[d] = rows[i].end[d] - origin;
+        }
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(acc_mn); j++) {
+          int col = get<1>(cS_mn(i, j));
+          bool ok = true;
+          int shift = 0;
+          CUTLASS_PRAGMA_UNROLL
+          for (int d = kMaxDims - 1; d >= 0; --d) {
+            int u = (col >> shift) & ((1 << tiles.tile_log2[d]) - 1);
+            shift += tiles.tile_log2[d];
+            ok = ok && u >= lo[d] && u < hi[d];
+          }
+          if (!ok) acc_mn(i, j) = -INFINITY;
+        }
+      }
+    }
+  }
+
+  template <class BlkCoord, class ProblemShape, class PipelineReducer, class PipelineStateReducer,
+            class MathWgOrderBarrier>
+  CUTLASS_DEVICE auto compute(BlkCoord const& blk_coord, BlkCoord const& wg_coord, Params const& params,
+                              ProblemShape const& problem_size, MainloopPipeline& pipeline,
+                              PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
+                              PipelineStateQ& smem_pipe_read_q, PipelineReducer&, PipelineStateReducer&,
+                              SharedStorage& storage, MathWgOrderBarrier& math_wg_order_barrier) {
+    using namespace cutlass::fmha::collective;
+    int thread_idx = int(threadIdx.x);
+    PipelineState smem_pipe_release = smem_pipe_read;
+    PipelineStateQ smem_pipe_release_q = smem_pipe_read_q;
+
+    TiledMmaQK tiled_mma_qk;
+    auto thr_mma_qk = tiled_mma_qk.get_thread_slice(thread_idx);
+    Tensor sQ = make_tensor(make_smem_ptr(storage.smem_q.data()), SmemLayoutQ{});
+    Tensor sK = make_tensor(make_smem_ptr(storage.smem_k.data()), SmemLayoutK{});
+    Tensor tSrQ = thr_mma_qk.make_fragment_A(thr_mma_qk.partition_A(sQ));
+    Tensor tSrK = thr_mma_qk.make_fragment_B(thr_mma_qk.partition_B(sK));
+
+    TiledMmaPV tiled_mma_pv;
+    auto thr_mma_pv = tiled_mma_pv.get_thread_slice(thread_idx);
+    Tensor sV = make_tensor(make_smem_ptr(storage.smem_v.data()), SmemLayoutV{});
+    Tensor tOrV = thr_mma_pv.make_fragment_B(thr_mma_pv.partition_B(sV));
+
+    // Which keys each of this thread's query rows sees: computed once per Q tile.
+    TileBox box = TileBox::make(params.tiles, get<0>(blk_coord));
+    Tensor cS = make_identity_tensor(take<0, 2>(TileShapeQK{}));
+    Tensor tScS = thr_mma_qk.partition_C(cS);
+    Tensor tScS_mn = make_tensor(tScS.data(), layout_acc_mn(tiled_mma_qk, tScS.layout()));
+    constexpr int kRows = decltype(size<0>(tScS_mn))::value;
+    int row_base = (get<0>(wg_coord) % NumMmaWarpGroups) * get<0>(TileShapeQK{});
+    RowWindow rows[kRows];
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
+
+    Tensor acc_pv = partition_fragment_C(tiled_mma_pv, take<0, 2>(TileShapePV{}));
+    Softmax softmax{params};
+    auto softmax_state = softmax.init(acc_pv, tiled_mma_pv);
+
+    pipeline_q.consumer_wait(smem_pipe_read_q);
+
+    // First KV tile: the softmax starts its running max and sum; PV starts from zero.
+    {
+      Tensor acc_qk = partition_fragment_C(tiled_mma_qk, take<0, 2>(TileShapeQK{}));
+      pipeline.consumer_wait(smem_pipe_read);
+      math_wg_order_barrier.wait();
+      warpgroup_fence_operand(acc_qk);
+      warpgroup_arrive();
+      gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, smem_pipe_read.index()),
+                    acc_qk);
+      warpgroup_commit_batch();
+      math_wg_order_barrier.arrive();
+      ++smem_pipe_read;
+      int kv[kMaxDims];
+      box.kv_tile(params.tiles, 0, kv);
+      bool masked = box.needs_mask(kv);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(acc_qk);
+      if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, kv, rows);
+      softmax.step(acc_qk, tiled_mma_qk, tScS, softmax_state, problem_size);
+
+      Tensor acc_qk_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
+      pipeline.consumer_wait(smem_pipe_read);
+      warpgroup_fence_operand(acc_pv);
+      warpgroup_fence_operand(acc_qk_op);
+      warpgroup_arrive();
+      gemm_zero_acc(tiled_mma_pv, acc_qk_op, tOrV(_, _, _, smem_pipe_read.index()), acc_pv);
+      warpgroup_commit_batch();
+      pipeline.consumer_release(smem_pipe_release);
+      ++smem_pipe_release;
+      ++smem_pipe_read;
+    }
+
+    CUTLASS_PRAGMA_NO_UNROLL
+    for (int loop = 1; loop < box.count; ++loop) {
+      Tensor acc_qk = partition_fragment_C(tiled_mma_qk, take<0, 2>(TileShapeQK{}));
+      pipeline.consumer_wait(smem_pipe_read);
+      warpgroup_fence_operand(acc_qk);
+      warpgroup_arrive();
+      gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, smem_pipe_read.index()),
+                    acc_qk);
+      warpgroup_commit_batch();
+      ++smem_pipe_read;
+      auto token = pipeline.consumer_try_wait(smem_pipe_read);
+      int kv[kMaxDims];
+      box.kv_tile(params.tiles, loop, kv);
+      bool masked = box.needs_mask(kv);
+      warpgroup_wait<0>();
+      warpgroup_fence_operand(acc_qk);
+      warpgroup_fence_operand(acc_pv);
+      if constexpr (kIsMainloopLocked) math_wg_order_barrier.wait();
+      if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, kv, rows);
+      softmax.template step</*kUseFusion=*/false>(acc_qk, tiled_mma_qk, tScS, softmax_state, acc_pv, tiled_mma_pv,
+                                                  problem_size);
+      if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
+
+      Tensor acc_qk_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
+      pipeline.consumer_wait(smem_pipe_read, token);
+      warpgroup_fence_operand(acc_pv);
+      warpgroup_fence_operand(acc_qk_op);
+      warpgroup_arrive();
+      cute::gemm(tiled_mma_pv, acc_qk_op, tOrV(_, _, _, smem_pipe_read.index()), acc_pv);
+      warpgroup_commit_batch();
+      pipeline.consumer_release(smem_pipe_release);  // previous V
+      ++smem_pipe_release;
+      pipeline.consumer_release(smem_pipe_release);  // this K
+      ++smem_pipe_release;
+      ++smem_pipe_read;
+    }
+
+    if (kIsPersistent) pipeline_q.consumer_release(smem_pipe_release_q);
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(acc_pv);
+    if (kIsPersistent) pipeline.consumer_release(smem_pipe_release);  // last V
+    ++smem_pipe_release;
+
+    Tensor lse = softmax.tail(softmax_state, acc_pv, tiled_mma_pv);
+    return make_tuple(acc_pv, lse);
+  }
+};
+
+}  // namespace gna

@@ -1,0 +1,180 @@
+// GNA tile arithmetic shared by every compiled mainloop (Hopper now, Blackwell later): no architecture code here.
+//
+// Mirrors gna_diffusers/ops/tiles.py and ops/semantics.py. Tokens are in the tiled layout of ops/layout.py:
+// dilation group (row-major over dims), then tile index (row-major), then position inside the tile (row-major).
+// Q and KV use the same tile shape; every tile side is a power of two (the tile volume is a power of two).
+// A Q tile visits the box of KV tiles covering the union of its queries' windows; a visited KV tile needs the
+// token-level mask unless it lies inside every one of those windows.
+#pragma once
+
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define GNA_HOST_DEVICE __host__ __device__ __forceinline__
+#else
+#define GNA_HOST_DEVICE inline
+#endif
+
+namespace gna {
+
+constexpr int kMaxDims = 3;
+
+GNA_HOST_DEVICE int imin(int a, int b) { return a < b ? a : b; }
+GNA_HOST_DEVICE int imax(int a, int b) { return a > b ? a : b; }
+
+// One GNA problem as the kernel sees it. Unused trailing dimensions have length 1, window 1, tile 1.
+struct TileParams {
+  int ndim;
+  int length[kMaxDims];         // grid length per dimension
+  int window[kMaxDims];
+  int stride[kMaxDims];
+  int dilation[kMaxDims];
+  int causal[kMaxDims];         // 0 or 1
+  int tile_log2[kMaxDims];      // tile side = 1 << tile_log2
+  int tiles_per_dim[kMaxDims];  // tiles per dilation group along each dimension
+  int tiles_per_group;          // product of tiles_per_dim
+};
+
+// Per dimension [start, end) of the keys seen by a query at group position `pos` on an axis of `glen` positions.
+GNA_HOST_DEVICE void window_bounds(int pos, int glen, int window, int stride, bool causal, int& start, int& end) {
+  int group_first = (pos / stride) * stride;
+  if (causal) {
+    int leader = imin(group_first + stride - 1, glen - 1);
+    start = imax(leader - (window - 1), 0);
+    end = imin(pos + 1, glen);
+  } else {
+    int leader = imin(group_first + stride / 2, glen - 1);
+    start = imin(imax(leader - window / 2, 0), glen - window);
+    end = start + window;
+  }
+}
+
+// The KV-tile box one Q tile visits, and the inner box that needs no mask. Coordinates are tile indices inside the
+// Q tile's dilation group; `group_base` is the group's first tile in the tiled sequence.
+struct TileBox {
+  int lo[kMaxDims], extent[kMaxDims];       // visited: [lo, lo + extent)
+  int full_lo[kMaxDims], full_hi[kMaxDims]; // unmasked: [full_lo, full_hi)
+  int q_tile[kMaxDims];                     // the Q tile's index per dimension
+  int group_len[kMaxDims];                  // positions in this dilation group per dimension
+  int group_base;                           // tiled index of the group's first tile
+  int count;                                // number of visited KV tiles (>= 1)
+
+  // Builds the box of Q tile `q_tile_index` (a tile of the tiled sequence, padding tiles included).
+  GNA_HOST_DEVICE static TileBox make(TileParams const& p, int q_tile_index) {
+    TileBox b;
+    int group = q_tile_index / p.tiles_per_group;
+    int rest = q_tile_index - group * p.tiles_per_group;
+    b.group_base = group * p.tiles_per_group;
+    b.count = 1;
+    for (int i = kMaxDims - 1; i >= 0; --i) {
+      int g = group % p.dilation[i];
+      group /= p.dilation[i];
+      b.q_tile[i] = rest % p.tiles_per_dim[i];
+      rest /= p.tiles_per_dim[i];
+      int glen = p.length[i] / p.dilation[i] + (g < p.length[i] % p.dilation[i] ? 1 : 0);
+      b.group_len[i] = glen;
+      int tile = 1 << p.tile_log2[i];
+      // A tile of padding only still visits one (masked) KV tile, so every CTA runs the same pipeline shape.
+      int first = imin(b.q_tile[i] * tile, glen - 1);
+      int last = imin(b.q_tile[i] * tile + tile, glen) - 1;
+      last = imax(last, first);
+      int s_first, e_first, s_last, e_last;
+      window_bounds(first, glen, p.window[i], p.stride[i], p.causal[i], s_first, e_first);
+      window_bounds(last, glen, p.window[i], p.stride[i], p.causal[i], s_last, e_last);
+      int lo = s_first >> p.tile_log2[i];
+      int hi = (e_last + tile - 1) >> p.tile_log2[i];
+      int full_lo = (s_last + tile - 1) >> p.tile_log2[i];
+      int full_hi = imax(imin(e_first, glen) >> p.tile_log2[i], full_lo);
+      b.lo[i] = lo;
+      b.extent[i] = hi - lo;
+      b.full_lo[i] = full_lo;
+      b.full_hi[i] = full_hi;
+      b.count *= hi - lo;
+    }
+    return b;
+  }
+
+  // Loop index (row-major over the box) -> per-dimension KV tile index; returns the tiled KV tile index.
+  GNA_HOST_DEVICE int kv_tile(TileParams const& p, int loop_index, int (&kv)[kMaxDims]) const {
+    int linear = 0;
+    int rest = loop_index;
+    int inner = 1;
+    for (int i = kMaxDims - 1; i >= 0; --i) {
+      kv[i] = lo[i] + rest % extent[i];
+      rest /= extent[i];
+      linear += kv[i] * inner;
+      inner *= p.tiles_per_dim[i];
+    }
+    return group_base + linear;
+  }
+
+  GNA_HOST_DEVICE int kv_tile(TileParams const& p, int loop_index) const {
+    int kv[kMaxDims];
+    return kv_tile(p, loop_index, kv);
+  }
+
+  GNA_HOST_DEVICE bool needs_mask(int const (&kv)[kMaxDims]) const {
+    bool inside = true;
+    for (int i = 0; i < kMaxDims; ++i) inside = inside && kv[i] >= full_lo[i] && kv[i] < full_hi[i];
+    return !inside;
+  }
+};
+
+// The key positions a query row sees, per dimension, in group positions; the mask test for one key tile is then a
+// comparison of the key's offset inside the tile against [start - tile_origin, end - tile_origin).
+struct RowWindow {
+  int start[kMaxDims], end[kMaxDims];
+
+  // `row` is the query's offset inside its Q tile (row-major over the tile shape).
+  GNA_HOST_DEVICE static RowWindow make(TileParams const& p, TileBox const& box, int row) {
+    RowWindow w;
+    int shift = 0;
+    for (int i = kMaxDims - 1; i >= 0; --i) {
+      int u = (row >> shift) & ((1 << p.tile_log2[i]) - 1);
+      shift += p.tile_log2[i];
+      int pos = imin((box.q_tile[i] << p.tile_log2[i]) + u, box.group_len[i] - 1);  // padding rows: any window
+      window_bounds(pos, box.group_len[i], p.window[i], p.stride[i], p.causal[i], w.start[i], w.end[i]);
+    }
+    return w;
+  }
+
+  // True if the key at offset `col` inside KV tile `kv` is a neighbor (keys past the group's end never are).
+  GNA_HOST_DEVICE bool sees(TileParams const& p, int const (&kv)[kMaxDims], int col) const {
+    bool ok = true;
+    int shift = 0;
+    for (int i = kMaxDims - 1; i >= 0; --i) {
+      int k = (kv[i] << p.tile_log2[i]) + ((col >> shift) & ((1 << p.tile_log2[i]) - 1));
+      shift += p.tile_log2[i];
+      ok = ok && k >= start[i] && k < end[i];
+    }
+    return ok;
+  }
+};
+
+// Fast mask for tiles of volume 128 whose innermost side is 8: per row, a 16-bit mask over (key offset / 8) and an
+// 8-bit mask over (key offset % 8) whose product is the row's set of neighbors inside the KV tile.
+GNA_HOST_DEVICE bool has_inner8_tiles(TileParams const& p) {
+  return p.tile_log2[kMaxDims - 1] == 3 && p.tile_log2[0] + p.tile_log2[1] == 4;
+}
+
+GNA_HOST_DEVICE uint32_t bit_run(int lo, int hi, int n) {  // bits [lo, hi) clipped to [0, n), n <= 16
+  int a = imin(imax(lo, 0), n), b = imax(imin(hi, n), a);
+  return (1u << b) - (1u << a);
+}
+
+GNA_HOST_DEVICE void inner8_masks(TileParams const& p, int const (&kv)[kMaxDims], RowWindow const& w,
+                                  uint32_t& high, uint32_t& low) {
+  int t0_log2 = p.tile_log2[0], t1_log2 = p.tile_log2[1];
+  int t0 = 1 << t0_log2, t1 = 1 << t1_log2;
+  uint32_t repeat = 0xFFFFu / ((1u << t1) - 1u);  // a bit at the start of each run of t1 bits
+  uint32_t dim1 = bit_run(w.start[1] - (kv[1] << t1_log2), w.end[1] - (kv[1] << t1_log2), t1);
+  int lo0 = imin(imax(w.start[0] - (kv[0] << t0_log2), 0), t0), hi0 = imin(imax(w.end[0] - (kv[0] << t0_log2), 0), t0);
+  high = (dim1 * repeat) & bit_run(lo0 * t1, hi0 * t1, 16);
+  low = bit_run(w.start[kMaxDims - 1] - (kv[kMaxDims - 1] << 3), w.end[kMaxDims - 1] - (kv[kMaxDims - 1] << 3), 8);
+}
+
+GNA_HOST_DEVICE bool inner8_allows(uint32_t high, uint32_t low, int col) {
+  return (high >> (col >> 3)) & (low >> (col & 7)) & 1u;
+}
+
+}  // namespace gna

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# One device call for the cutlass backend: build all configurations, SASS check, GPU tests, benchmark.
+# Usage (on the GPU machine, repo root): OUT=/some/dir [SCHEDULES="plain locked"] [BENCH_CASES="flux_4k ..."] \
+#   scripts/device_cutlass.sh
+set -o pipefail
+export PYTHONUNBUFFERED=1 GNA_KERNEL_CACHE=${GNA_KERNEL_CACHE:-/tmp/gna_kernel_cache}
+OUT=${OUT:-out}
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
+python3 -m gna_diffusers build-kernels --jobs 4 || exit 1
+for so in "$GNA_KERNEL_CACHE"/*/*.so; do
+  echo "$(basename "$so"): HGMMA $(cuobjdump -sass "$so" | grep -c HGMMA), local-memory ops $(cuobjdump -sass "$so" | grep -cE '\b(LDL|STL)\b')"
+done
+timeout 300 python3 -m pytest -q --maxfail=5 -p no:cacheprovider tests/test_cutlass_gpu.py 2>&1 | tail -40
+python3 scripts/bench_cutlass.py --out "$OUT/bench_cutlass.json" ${SCHEDULES:+--schedules $SCHEDULES} ${BENCH_CASES:+--cases $BENCH_CASES}
