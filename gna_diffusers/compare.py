@@ -3,6 +3,7 @@ same seed, final-latent differences, and full-size speed with random weights. Us
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -46,12 +47,28 @@ def ssim(a: torch.Tensor, b: torch.Tensor, window: int = 11, sigma: float = 1.5)
     return s.mean().item()
 
 
+@functools.lru_cache(maxsize=1)
+def lpips_model():
+    """LPIPS (AlexNet) when the `lpips` package and its weights are on this machine; None otherwise."""
+    try:
+        import lpips
+        return lpips.LPIPS(net="alex", verbose=False).eval()
+    except Exception:  # not installed, or its weights would have to be downloaded
+        return None
+
+
 def fidelity(output: torch.Tensor, reference: torch.Tensor) -> dict:
-    """PSNR/SSIM of images [N, C, H, W] or videos [N, F, C, H, W] (per frame, then averaged)."""
+    """PSNR/SSIM (and LPIPS when available) of images [N, C, H, W] or videos [N, F, C, H, W] (per frame, averaged)."""
     if output.dim() == 5:
         output, reference = output.flatten(0, 1), reference.flatten(0, 1)
     frames = [(psnr(o[None], r[None]), ssim(o[None], r[None])) for o, r in zip(output, reference)]
-    return {"psnr": float(np.mean([p for p, _ in frames])), "ssim": float(np.mean([s for _, s in frames]))}
+    result = {"psnr": float(np.mean([p for p, _ in frames])), "ssim": float(np.mean([s for _, s in frames])),
+              "lpips": None}
+    model = lpips_model()
+    if model is not None:
+        with torch.no_grad():
+            result["lpips"] = model(output * 2 - 1, reference * 2 - 1).mean().item()
+    return result
 
 
 # ---------------------------------------------------------------- pipeline runs (tiny offline or real weights)
@@ -110,7 +127,8 @@ def compare_pipeline(pipe, kind: str, recipes: list[str], prompts: list[str], se
             "step_speedup": dense_step / float(np.median(gna_times)) if gna_times else None,
             "total_dense_s": total_dense, "total_gna_s": total, "speedup": total_dense / total,
             "psnr": float(np.mean([f["psnr"] for f in fid])), "ssim": float(np.mean([f["ssim"] for f in fid])),
-            "lpips": None, "latent_max_abs": max(x.max().item() for x in lat),
+            "lpips": None if fid[0]["lpips"] is None else float(np.mean([f["lpips"] for f in fid])),
+            "latent_max_abs": max(x.max().item() for x in lat),
             "latent_mean_abs": float(np.mean([x.mean().item() for x in lat])), **environment(),
         })
     return {"rows": rows, "runs": runs}

@@ -24,6 +24,9 @@ def run(args: argparse.Namespace) -> int:
             r = load_recipe(name)
             print(f"{name:28} model={r.model:14} grid={'x'.join(map(str, r.grid))}")
         return 0
+    if args.recipe is None:
+        print("error: recipe check needs a shipped recipe name or a YAML path (see `gna-diffusers recipe list`)")
+        return 2
     try:
         recipe = load_recipe(args.recipe)
         grid = args.grid or recipe.grid
