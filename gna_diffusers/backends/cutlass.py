@@ -34,7 +34,8 @@ TILE_VOLUME = 128  # query rows per CTA and keys per KV tile of the compiled ker
 MAX_DIMS = 3
 SUPPORTED_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
 SUPPORTED_HEAD_DIMS = (64, 128)
-KERNELS_DIR = Path(os.environ.get("GNA_KERNELS_DIR", Path(__file__).resolve().parents[2] / "kernels"))
+# gna_diffusers/kernels links to the repository's kernels/ and is packaged as data, so wheels carry the sources
+KERNELS_DIR = Path(os.environ.get("GNA_KERNELS_DIR", Path(__file__).resolve().parents[1] / "kernels"))
 NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr",
               # torch's extension flags hide the half/bfloat16 operators CUTLASS relies on
               "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
