@@ -126,7 +126,8 @@ class AlwaysSafe(torch.nn.Module):
 
 
 def tiny_cosmos(seed: int = 0) -> CosmosTextToWorldPipeline:
-    """Cosmos-1.0 text2world layout: attn1 video self-attention, attn2 cross-attention to T5; 9 frames of 64x64 -> a 3x8x8 grid."""
+    """Cosmos-1.0 text2world layout: attn1 video self-attention, attn2 cross-attention to T5; 9 frames of 64x64,
+    a 3x8x8 grid."""
     torch.manual_seed(seed)
     # concat_padding_mask=False: the padding-mask resize is the only torchvision call, and torchvision does not
     # import beside the CPU torch used in CI. It changes the input channels, not the attention layout.

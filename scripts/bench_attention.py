@@ -122,7 +122,8 @@ def main() -> int:
             print(f"done {case.name}", file=sys.stderr, flush=True)
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(sys.argv), "records": rows}, f, indent=1)
-    header = f"{'case':24} {'backend':8} {'ms':>8} {'kernel':>8} {'dense':>8} {'density':>7} {'SOL':>5} {'TFLOP/s':>8} {'layout':>6}"
+    header = (f"{'case':24} {'backend':8} {'ms':>8} {'kernel':>8} {'dense':>8} {'density':>7} {'SOL':>5} "
+              f"{'TFLOP/s':>8} {'layout':>6}")
     print(header)
     for r in rows:
         print(f"{r['case']:24} {r['backend']:8} {r['ms']:8.2f} {r['kernel_ms']:8.2f} {r['dense_ms']:8.2f} "

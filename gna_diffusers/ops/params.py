@@ -1,4 +1,4 @@
-"""GNA parameters: normalisation to one value per grid dimension, and validation with errors that say what is allowed."""
+"""GNA parameters: one value per grid dimension, validated with errors that say what is allowed."""
 
 from __future__ import annotations
 
