@@ -4,7 +4,8 @@ Order of the tiled sequence, slowest first: dilation group per dimension (g_0..,
 per dimension (n_0..), position inside the tile per dimension (u_0..). The grid coordinate of (g, n, u) along
 dimension i is ``x = (n * tile_i + u) * dilation_i + g``; positions with ``x >= grid_i`` are padding (zeros in,
 dropped out). Every dilation group is padded to the same length ``ceil(ceil(grid_i / dilation_i) / tile_i) * tile_i``,
-so groups are equal blocks of the sequence and a block-sparse kernel never mixes them. Compiled kernels use the same arithmetic.
+so groups are equal blocks of the sequence and a block-sparse kernel never mixes them. Compiled kernels use the same
+arithmetic.
 """
 
 from __future__ import annotations
