@@ -288,6 +288,102 @@ struct MainloopSm90 {
     }
   }
 
+  // Online softmax over this thread's rows of the accumulator. Scores arrive unscaled; everything is kept in the
+  // log2 domain (one FFMA and one MUFU.EX2 per score). Row sums stay per thread until the tail.
+  template <int kRows>
+  struct OnlineSoftmax {
+    float row_max[kRows];  // running max of the raw scores (-inf while a row has seen no key)
+    float row_sum[kRows];  // this thread's share of the running sum of exp
+    float scale_log2;
+
+    CUTLASS_DEVICE static float exp2_approx(float x) {
+      float y;
+      asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+      return y;
+    }
+
+    // Max over the quad of threads that share a row of the WGMMA accumulator.
+    CUTLASS_DEVICE static float quad_max(float x) {
+      x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+      return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+    }
+
+    CUTLASS_DEVICE static float quad_sum(float x) {
+      x += __shfl_xor_sync(0xffffffffu, x, 1);
+      return x + __shfl_xor_sync(0xffffffffu, x, 2);
+    }
+
+    // Scores -> probabilities for the first KV tile.
+    template <class AccMN>
+    CUTLASS_DEVICE void first(AccMN& s) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        float m = s(i, 0);
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 1; j < size<1>(s); j++) m = fmaxf(m, s(i, j));
+        row_max[i] = quad_max(m);
+        float offset = row_max[i] == -INFINITY ? 0.f : row_max[i] * scale_log2;
+        float sum = 0.f;
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(s); j++) {
+          s(i, j) = exp2_approx(fmaf(s(i, j), scale_log2, -offset));
+          sum += s(i, j);
+        }
+        row_sum[i] = sum;
+      }
+    }
+
+    // Scores -> probabilities for a later KV tile; `correction` is the factor by which the output accumulated so
+    // far must shrink (the running max moved).
+    template <class AccMN>
+    CUTLASS_DEVICE void next(AccMN& s, float (&correction)[kRows]) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        float m = row_max[i];
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(s); j++) m = fmaxf(m, s(i, j));
+        m = quad_max(m);
+        float offset = m == -INFINITY ? 0.f : m * scale_log2;
+        correction[i] = exp2_approx(row_max[i] * scale_log2 - offset);
+        row_max[i] = m;
+        float sum = 0.f;
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(s); j++) {
+          s(i, j) = exp2_approx(fmaf(s(i, j), scale_log2, -offset));
+          sum += s(i, j);
+        }
+        row_sum[i] = row_sum[i] * correction[i] + sum;
+      }
+    }
+
+    // Normalizes the output; returns the log-sum-exp (natural log, scaled scores) per row, -inf for a row with no key.
+    template <class AccMN>
+    CUTLASS_DEVICE void finish(AccMN& o, float (&lse)[kRows]) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) {
+        float sum = quad_sum(row_sum[i]);
+        bool empty = sum == 0.f || sum != sum;
+        float inv = empty ? 0.f : __frcp_rn(sum);
+        lse[i] = empty ? -INFINITY : (row_max[i] * scale_log2 + __log2f(sum)) * 0.6931471805599453f;
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(o); j++) o(i, j) *= inv;
+      }
+    }
+  };
+
+  template <class AccMN, int kRows>
+  CUTLASS_DEVICE static void rescale(AccMN& o, float const (&factor)[kRows]) {
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRows; i++) {
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = 0; j < size<1>(o); j++) o(i, j) *= factor[i];
+    }
+  }
+
+  // One consumer warpgroup's pass over the Q tile's box. The products are software-pipelined as in FlashAttention-3:
+  // QK^T of tile i and PV of tile i-1 are in flight together, and the softmax of tile i runs while PV(i-1) still
+  // computes. With kIsMainloopLocked, the two warpgroups also take
+  // turns issuing their products, so one's softmax overlaps the other's tensor-core work.
   template <class BlkCoord, class ProblemShape, class PipelineReducer, class PipelineStateReducer,
             class MathWgOrderBarrier>
   CUTLASS_DEVICE auto compute(BlkCoord const& blk_coord, BlkCoord const& wg_coord, Params const& params,
@@ -297,8 +393,6 @@ struct MainloopSm90 {
                               SharedStorage& storage, MathWgOrderBarrier& math_wg_order_barrier) {
     using namespace cutlass::fmha::collective;
     int thread_idx = int(threadIdx.x);
-    PipelineState smem_pipe_release = smem_pipe_read;
-    PipelineStateQ smem_pipe_release_q = smem_pipe_read_q;
 
     TiledMmaQK tiled_mma_qk;
     auto thr_mma_qk = tiled_mma_qk.get_thread_slice(thread_idx);
@@ -324,87 +418,106 @@ struct MainloopSm90 {
     for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
 
     Tensor acc_pv = partition_fragment_C(tiled_mma_pv, take<0, 2>(TileShapePV{}));
-    Softmax softmax{params};
-    auto softmax_state = softmax.init(acc_pv, tiled_mma_pv);
+    Tensor acc_pv_mn = make_tensor(acc_pv.data(), layout_acc_mn(tiled_mma_pv, acc_pv.layout()));
+    static_assert(decltype(size<0>(acc_pv_mn))::value == kRows, "QK and PV accumulators must share rows");
+    OnlineSoftmax<kRows> softmax{{}, {}, params.scale_softmax_log2};
 
-    pipeline_q.consumer_wait(smem_pipe_read_q);
-
-    // First KV tile: the softmax starts its running max and sum; PV starts from zero.
-    {
-      Tensor acc_qk = partition_fragment_C(tiled_mma_qk, take<0, 2>(TileShapeQK{}));
-      pipeline.consumer_wait(smem_pipe_read);
-      math_wg_order_barrier.wait();
-      warpgroup_fence_operand(acc_qk);
-      warpgroup_arrive();
-      gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, smem_pipe_read.index()),
-                    acc_qk);
-      warpgroup_commit_batch();
-      math_wg_order_barrier.arrive();
-      ++smem_pipe_read;
-      int kv[kMaxDims];
-      box.kv_tile(params.tiles, 0, kv);
-      bool masked = box.needs_mask(kv);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(acc_qk);
-      if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, kv, rows);
-      softmax.step(acc_qk, tiled_mma_qk, tScS, softmax_state, problem_size);
-
-      Tensor acc_qk_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
-      pipeline.consumer_wait(smem_pipe_read);
-      warpgroup_fence_operand(acc_pv);
-      warpgroup_fence_operand(acc_qk_op);
-      warpgroup_arrive();
-      gemm_zero_acc(tiled_mma_pv, acc_qk_op, tOrV(_, _, _, smem_pipe_read.index()), acc_pv);
-      warpgroup_commit_batch();
-      pipeline.consumer_release(smem_pipe_release);
-      ++smem_pipe_release;
-      ++smem_pipe_read;
-    }
-
-    CUTLASS_PRAGMA_NO_UNROLL
-    for (int loop = 1; loop < box.count; ++loop) {
-      Tensor acc_qk = partition_fragment_C(tiled_mma_qk, take<0, 2>(TileShapeQK{}));
-      pipeline.consumer_wait(smem_pipe_read);
-      warpgroup_fence_operand(acc_qk);
-      warpgroup_arrive();
-      gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, smem_pipe_read.index()),
-                    acc_qk);
-      warpgroup_commit_batch();
-      ++smem_pipe_read;
-      auto token = pipeline.consumer_try_wait(smem_pipe_read);
+    // Scores of KV tile `loop` (its K stage at `read`): masked where the tile is partial.
+    auto mask_scores = [&](auto& acc_qk, int loop) {
       int kv[kMaxDims];
       box.kv_tile(params.tiles, loop, kv);
-      bool masked = box.needs_mask(kv);
-      warpgroup_wait<0>();
-      warpgroup_fence_operand(acc_qk);
-      warpgroup_fence_operand(acc_pv);
+      if (box.needs_mask(kv)) apply_mask(acc_qk, tScS_mn, params.tiles, kv, rows);
+    };
+
+    pipeline_q.consumer_wait(smem_pipe_read_q);
+    auto q_stage = smem_pipe_read_q.index();
+
+    // KV tile 0: scores and probabilities; its PV product is issued with the next tile's scores.
+    Tensor acc_qk = partition_fragment_C(tiled_mma_qk, take<0, 2>(TileShapeQK{}));
+    Tensor acc_qk_mn = make_tensor(acc_qk.data(), layout_acc_mn(tiled_mma_qk, acc_qk.layout()));
+    PipelineState k_read = smem_pipe_read;
+    pipeline.consumer_wait(k_read);
+    math_wg_order_barrier.wait();
+    warpgroup_fence_operand(acc_qk);
+    warpgroup_arrive();
+    gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, q_stage), tSrK(_, _, _, k_read.index()), acc_qk);
+    warpgroup_commit_batch();
+    math_wg_order_barrier.arrive();
+    warpgroup_wait<0>();
+    warpgroup_fence_operand(acc_qk);
+    pipeline.consumer_release(k_read);
+    PipelineState v_read = k_read;
+    ++v_read;  // V of tile 0
+    mask_scores(acc_qk, 0);
+    softmax.first(acc_qk_mn);
+    Tensor p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
+
+    // The output's rescale for tile i's new running max is applied while QK^T of tile i + 1 computes, just
+    // before PV of tile i is issued.
+    float correction[kRows];
+    CUTLASS_PRAGMA_NO_UNROLL
+    for (int loop = 1; loop < box.count; ++loop) {
+      k_read = v_read;
+      ++k_read;  // K of tile `loop`
+      pipeline.consumer_wait(k_read);
       if constexpr (kIsMainloopLocked) math_wg_order_barrier.wait();
-      if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, kv, rows);
-      softmax.template step</*kUseFusion=*/false>(acc_qk, tiled_mma_qk, tScS, softmax_state, acc_pv, tiled_mma_pv,
-                                                  problem_size);
+      warpgroup_fence_operand(acc_qk);
+      warpgroup_arrive();
+      gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, q_stage), tSrK(_, _, _, k_read.index()), acc_qk);
+      warpgroup_commit_batch();
+      if (loop > 1) rescale(acc_pv_mn, correction);
+      pipeline.consumer_wait(v_read);
+      warpgroup_fence_operand(acc_pv);
+      warpgroup_fence_operand(p_op);
+      warpgroup_arrive();
+      if (loop == 1) {
+        gemm_zero_acc(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
+      } else {
+        cute::gemm(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
+      }
+      warpgroup_commit_batch();
       if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
 
-      Tensor acc_qk_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
-      pipeline.consumer_wait(smem_pipe_read, token);
+      warpgroup_wait<1>();  // scores of tile `loop` are in
+      warpgroup_fence_operand(acc_qk);
+      pipeline.consumer_release(k_read);
+      mask_scores(acc_qk, loop);
+      softmax.next(acc_qk_mn, correction);
+
+      warpgroup_wait<0>();  // PV of tile `loop - 1` is in
       warpgroup_fence_operand(acc_pv);
-      warpgroup_fence_operand(acc_qk_op);
-      warpgroup_arrive();
-      cute::gemm(tiled_mma_pv, acc_qk_op, tOrV(_, _, _, smem_pipe_read.index()), acc_pv);
-      warpgroup_commit_batch();
-      pipeline.consumer_release(smem_pipe_release);  // previous V
-      ++smem_pipe_release;
-      pipeline.consumer_release(smem_pipe_release);  // this K
-      ++smem_pipe_release;
-      ++smem_pipe_read;
+      pipeline.consumer_release(v_read);
+      v_read = k_read;
+      ++v_read;
+      p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
     }
 
-    if (kIsPersistent) pipeline_q.consumer_release(smem_pipe_release_q);
+    // PV of the last tile.
+    if (box.count > 1) rescale(acc_pv_mn, correction);
+    pipeline.consumer_wait(v_read);
+    if constexpr (kIsMainloopLocked) math_wg_order_barrier.wait();
+    warpgroup_fence_operand(acc_pv);
+    warpgroup_fence_operand(p_op);
+    warpgroup_arrive();
+    if (box.count == 1) {
+      gemm_zero_acc(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
+    } else {
+      cute::gemm(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
+    }
+    warpgroup_commit_batch();
+    if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
-    if (kIsPersistent) pipeline.consumer_release(smem_pipe_release);  // last V
-    ++smem_pipe_release;
+    pipeline.consumer_release(v_read);
+    smem_pipe_read = v_read;
+    ++smem_pipe_read;
+    if (kIsPersistent) pipeline_q.consumer_release(smem_pipe_read_q);
 
-    Tensor lse = softmax.tail(softmax_state, acc_pv, tiled_mma_pv);
+    float lse_rows[kRows];
+    softmax.finish(acc_pv_mn, lse_rows);
+    Tensor lse = make_tensor<float>(Int<kRows>{});
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
     return make_tuple(acc_pv, lse);
   }
 };
