@@ -29,6 +29,32 @@ def cuda_time_ms(fn: Callable[[], object], warmup: int = 3, reps: int = 20, max_
     return statistics.median(times)
 
 
+def interleaved_time_ms(fns: dict[str, Callable[[], object]], warmup: int = 2, rounds: int = 15,
+                        max_seconds: float = 60.0) -> dict[str, float]:
+    """Median milliseconds of each function, timed in alternation (one run of each per round).
+
+    GPU clocks drift during a benchmark (power and heat); alternating puts the same drift on every function, so
+    ratios between them (speed of light, layout cost) stay fair."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    torch.cuda.synchronize()
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    spent = 0.0
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times[name].append(start.elapsed_time(end))
+            spent += times[name][-1] / 1000
+        if spent > max_seconds and len(times[name]) >= 5:
+            break
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def environment() -> dict:
     """What a benchmark record must say about where it ran."""
     return {

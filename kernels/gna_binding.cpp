@@ -14,11 +14,12 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, i
   TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
 }
 
-// q, k, v, out: tiled [batch, tokens, heads, head_dim]; lse: [batch, heads, q_tokens] float32.
+// q, k, v, out: [batch, tokens, heads, head_dim], tokens in the grid's order (natural) or tiled; lse: [batch, heads,
+// q_tokens] float32 in the same order.
 // tile_params: 7 rows of 3 ints (length, window, stride, dilation, causal, tile_log2, tiles_per_dim), dims padded
 // at the front with length-1 dimensions.
 void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor& out, at::Tensor& lse,
-             const std::vector<int64_t>& tile_params, double scale, int64_t cuda_stream) {
+             const std::vector<int64_t>& tile_params, double scale, bool natural, int64_t cuda_stream) {
   at::ScalarType dtype = std::string(gna::element_name()) == "bfloat16" ? at::kBFloat16 : at::kHalf;
   check_tensor(q, "query", dtype, 4);
   check_tensor(k, "key", dtype, 4);
@@ -48,7 +49,7 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::
   const char* error = gna::forward_sm90(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                                         lse.data_ptr<float>(), static_cast<int>(batch), static_cast<int>(heads),
                                         static_cast<int>(q_tokens), static_cast<int>(k.size(1)),
-                                        static_cast<int>(head_dim), static_cast<float>(scale), p,
+                                        static_cast<int>(head_dim), static_cast<float>(scale), p, natural,
                                         reinterpret_cast<void*>(cuda_stream));
   TORCH_CHECK(error == nullptr, "GNA cutlass forward: ", error);
 }
@@ -56,7 +57,7 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::
 }  // namespace
 
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
-  m.def("forward", &forward, "GNA forward on tiled tensors (Hopper)");
+  m.def("forward", &forward, "GNA forward (Hopper), natural or tiled token order");
   m.def("element_name", &gna::element_name);
   m.def("head_dim", &gna::head_dim);
 }

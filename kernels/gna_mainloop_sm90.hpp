@@ -2,20 +2,19 @@
 // online softmax, the token-level neighborhood mask only on partially covered KV tiles.
 //
 // It plugs into the warp-specialized FMHA kernel of CUTLASS example 88_hopper_fmha (one producer warpgroup, two
-// consumer warpgroups of 64 query rows each) and reuses that example's TMA load and softmax collectives; what is
-// ours is which KV tiles are loaded (gna_tile_box.hpp) and the mask.
+// consumer warpgroups of 64 query rows each) and takes the WGMMA shared-memory layouts from CUTLASS's collective
+// builder; the TMA boxes (gna_tma_sm90.hpp), the box of KV tiles (gna_tile_box.hpp), the mask, the software pipeline
+// and the softmax are ours.
 #pragma once
 
 #include "cutlass/cutlass.h"
 #include "cutlass/gemm/collective/collective_builder.hpp"
 
 #include "collective/fmha_common.hpp"
-#include "collective/fmha_collective_load.hpp"
-#include "collective/fmha_collective_softmax.hpp"
-#include "collective/fmha_fusion.hpp"
 #include "kernel/fmha_options.hpp"
 
 #include "gna_tile_box.hpp"
+#include "gna_tma_sm90.hpp"
 
 namespace gna {
 
@@ -23,21 +22,9 @@ using namespace cute;
 using cutlass::fmha::kernel::Tag;
 using cutlass::fmha::kernel::find_option_t;
 
-// Strides of a [batch, tokens, heads, head_dim] tensor seen as (token, head_dim, (batch, head)).
+// Strides of a [batch, tokens, heads, head_dim] tensor seen as (token, head_dim, (batch, head)); only picks the
+// operand majorness for the collective builder.
 using TokenMajorStride = cute::tuple<int, _1, cute::tuple<int, int>>;
-
-// KV tile source for the TMA loads: loop index -> tile index of the tiled KV sequence.
-struct KvTileIterator {
-  TileParams const* params;
-  TileBox const* box;
-  int index;
-
-  CUTLASS_DEVICE int operator*() const { return box->kv_tile(*params, index); }
-  CUTLASS_DEVICE KvTileIterator& operator++() {
-    ++index;
-    return *this;
-  }
-};
 
 template <class Element_, class TileShape_, class... Options>
 struct MainloopSm90 {
@@ -45,14 +32,15 @@ struct MainloopSm90 {
   using ElementAccumulatorQK = float;
   using ElementAccumulatorPV = float;
   using TileShape = TileShape_;  // (query rows per CTA, keys per KV tile, head_dim)
+  static constexpr int kHeadDim = get<2>(TileShape{});
 
-  static constexpr bool kIsPersistent = find_option_t<Tag::kIsPersistent, false_type, Options...>::value;
-  // Consumer warpgroups take turns for the softmax, so one's softmax overlaps the other's matrix products.
+  static constexpr bool kIsPersistent = false;  // the output is staged in the Q buffer (see compute)
+  // The two consumer warpgroups take turns issuing their products, so one's softmax overlaps the other's GEMMs.
   static constexpr bool kIsMainloopLocked = find_option_t<Tag::kIsMainloopLocked, false_type, Options...>::value;
   static constexpr int NumLoadWarpGroups = 1;
-  static constexpr int NumMmaWarpGroups = find_option_t<Tag::kNumMmaWarpGroups, Int<2>, Options...>::value;
+  static constexpr int NumMmaWarpGroups = 2;
   static constexpr int StageCount = find_option_t<Tag::kStagesKV, Int<5>, Options...>::value;
-  static constexpr int StageCountQ = find_option_t<Tag::kStagesQ, Int<NumMmaWarpGroups>, Options...>::value;
+  static constexpr int StageCountQ = NumMmaWarpGroups;
   static const int kOuterLoads = 1;
 
   using StagesQ = cutlass::gemm::collective::StageCount<StageCountQ>;
@@ -60,16 +48,18 @@ struct MainloopSm90 {
   using ClusterShape = Shape<_1, _1, _1>;
   static constexpr int Alignment = 16 / sizeof(Element);
 
-  // Each consumer warpgroup owns 1/NumMmaWarpGroups of the CTA's query rows.
+  // Each consumer warpgroup owns half of the CTA's query rows.
   using TileShapeQK = Shape<decltype(tuple_element_t<0, TileShape>{} / Int<NumMmaWarpGroups>{}),
                             tuple_element_t<1, TileShape>, tuple_element_t<2, TileShape>>;
   using TileShapePV = decltype(select<0, 2, 1>(TileShapeQK{}));
+  static constexpr int kHalfRows = get<0>(TileShapeQK{});
+  static constexpr int kTileRows = get<1>(TileShape{});
 
   using CollectiveMmaQK = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, TokenMajorStride, Alignment, Element,
       TokenMajorStride, Alignment, ElementAccumulatorQK, TileShapeQK, ClusterShape, Stages,
       cutlass::gemm::KernelTmaWarpSpecialized>::CollectiveOp;
-  // P is the register operand of the PV product; only V's shared-memory layout and TMA come from this builder.
+  // P is the register operand of the PV product; only V's shared-memory layout comes from this builder.
   using CollectiveMmaPV = typename cutlass::gemm::collective::CollectiveBuilder<
       cutlass::arch::Sm90, cutlass::arch::OpClassTensorOp, Element, TokenMajorStride, Alignment, Element,
       decltype(select<1, 0, 2>(TokenMajorStride{})), Alignment, ElementAccumulatorPV, TileShapePV, ClusterShape,
@@ -82,150 +72,111 @@ struct MainloopSm90 {
                                                                             Int<StagesQ::value>{}));
   using SmemLayoutK = typename CollectiveMmaQK::SmemLayoutB;
   using SmemLayoutV = typename CollectiveMmaPV::SmemLayoutB;
+  // One stage of each holds head_dim / 64 chunks of (rows x 64) elements: what one TMA box per chunk writes.
+  static constexpr int kQStage = kHalfRows * kHeadDim;
+  static constexpr int kKVStage = kTileRows * kHeadDim;
+  static_assert(cosize_v<SmemLayoutQ> == StageCountQ * kQStage && cosize_v<SmemLayoutK> == StageCount * kKVStage &&
+                cosize_v<SmemLayoutV> == StageCount * kKVStage, "unexpected shared-memory tile layouts");
 
   using MainloopPipeline = cutlass::PipelineTmaAsync<Stages::value>;
   using MainloopPipelineQ = cutlass::PipelineTmaAsync<StagesQ::value>;
   using PipelineState = typename cutlass::PipelineState<MainloopPipeline::Stages>;
   using PipelineStateQ = typename cutlass::PipelineState<MainloopPipelineQ::Stages>;
 
-  static constexpr int kInnerLoadBytes = size(SmemLayoutK{}(_, _, _0{})) * sizeof(Element);
-  static constexpr int kOuterLoadBytes = size(SmemLayoutQ{}(_, _, _0{})) * sizeof(Element);
+  static constexpr int kInnerLoadBytes = kKVStage * sizeof(Element);
+  static constexpr int kOuterLoadBytes = kQStage * sizeof(Element);
 
   using TileShapeOut = TileShapePV;
   using TiledMmaOut = TiledMmaPV;
   using ElementOut = ElementAccumulatorPV;
 
   struct SharedStorage {
-    cute::array_aligned<Element, cute::cosize_v<SmemLayoutQ>> smem_q;
+    cute::array_aligned<Element, cute::cosize_v<SmemLayoutQ>, 1024> smem_q;
     union {  // K and V tiles take turns in the same stages
-      cute::array_aligned<Element, cute::cosize_v<SmemLayoutK>> smem_k;
-      cute::array_aligned<Element, cute::cosize_v<SmemLayoutV>> smem_v;
+      cute::array_aligned<Element, cute::cosize_v<SmemLayoutK>, 1024> smem_k;
+      cute::array_aligned<Element, cute::cosize_v<SmemLayoutV>, 1024> smem_v;
     };
   };
 
   struct Arguments {
-    Element const* ptr_Q;
-    TokenMajorStride dQ;
-    Element const* ptr_K;
-    TokenMajorStride dK;
-    Element const* ptr_V;
-    TokenMajorStride dV;
+    cute::TmaDescriptor q, k, v;  // half-tile box for Q, whole-tile box for K and V (make_descriptor)
+    TokenView view;
     float scale;  // softmax scale applied to q.k
     TileParams tiles;
   };
 
-  using TMA_Q = typename CollectiveMmaQK::Params::TMA_A;
-  using TMA_K = typename CollectiveMmaQK::Params::TMA_B;
-  using TMA_V = typename CollectiveMmaPV::Params::TMA_B;
-
   struct Params {
-    TMA_Q tma_load_q;
-    TMA_K tma_load_k;
-    TMA_V tma_load_v;
-    float scale_softmax;       // names read by the example's CollectiveSoftmax
+    cute::TmaDescriptor q, k, v;
+    TokenView view;
     float scale_softmax_log2;
-    float rp_dropout;
     TileParams tiles;
   };
 
-  using LoadQ = cutlass::fmha::collective::CollectiveLoadTma<cutlass::fmha::collective::LoadKind::kQ,
-                                                             MainloopPipelineQ, Element, SmemLayoutQ, TMA_Q>;
-  using LoadK = cutlass::fmha::collective::CollectiveLoadTma<cutlass::fmha::collective::LoadKind::kK,
-                                                             MainloopPipeline, Element, SmemLayoutK, TMA_K>;
-  using LoadV = cutlass::fmha::collective::CollectiveLoadTma<cutlass::fmha::collective::LoadKind::kV,
-                                                             MainloopPipeline, Element, SmemLayoutV, TMA_V>;
-  // The mask is applied here, before the softmax, so the softmax runs with the no-op fusion.
-  using Softmax = cutlass::fmha::collective::CollectiveSoftmax<ElementAccumulatorQK,
-                                                               cutlass::fmha::collective::DefaultFusion, Params>;
-
   template <class ProblemShape>
   static bool can_implement(ProblemShape const& problem_size, Arguments const& args) {
-    return get<4>(problem_size) == get<2>(TileShape{}) && get<2>(problem_size) % get<0>(TileShape{}) == 0 &&
-           get<3>(problem_size) % get<1>(TileShape{}) == 0 && get<0>(TileShape{}) == get<1>(TileShape{});
+    return get<4>(problem_size) == kHeadDim && get<2>(problem_size) % get<0>(TileShape{}) == 0 &&
+           get<3>(problem_size) % kTileRows == 0 && get<0>(TileShape{}) == kTileRows;
   }
 
   // problem_size: (batch, heads, tiled query tokens, tiled key tokens, head_dim)
   template <class ProblemShape>
-  static Params to_underlying_arguments(ProblemShape const& problem_size, Arguments const& args, void*) {
-    auto shape_qk = make_shape(get<2>(problem_size), get<3>(problem_size), get<4>(problem_size),
-                               make_shape(get<0>(problem_size), get<1>(problem_size)));
-    auto params_qk = CollectiveMmaQK::to_underlying_arguments(
-        shape_qk, typename CollectiveMmaQK::Arguments{args.ptr_Q, args.dQ, args.ptr_K, args.dK}, nullptr);
-    auto shape_pv = select<0, 2, 1, 3>(shape_qk);
-    auto params_pv = CollectiveMmaPV::to_underlying_arguments(
-        shape_pv, typename CollectiveMmaPV::Arguments{args.ptr_K, args.dK, args.ptr_V, select<1, 0, 2>(args.dV)},
-        nullptr);
-    return Params{params_qk.tma_load_a, params_qk.tma_load_b, params_pv.tma_load_b,
-                  args.scale, args.scale * 1.4426950408889634f, 1.0f, args.tiles};
+  static Params to_underlying_arguments(ProblemShape const&, Arguments const& args, void*) {
+    return Params{args.q, args.k, args.v, args.view, args.scale * 1.4426950408889634f, args.tiles};
   }
 
   CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
-    cute::prefetch_tma_descriptor(params.tma_load_q.get_tma_descriptor());
-    cute::prefetch_tma_descriptor(params.tma_load_k.get_tma_descriptor());
-    cute::prefetch_tma_descriptor(params.tma_load_v.get_tma_descriptor());
+    cute::prefetch_tma_descriptor(&params.q);
+    cute::prefetch_tma_descriptor(&params.k);
+    cute::prefetch_tma_descriptor(&params.v);
   }
 
-  // Producer: Q (both warpgroups' halves), then K and V of every tile in the box, in loop order.
+  // Producer (one elected thread): both warpgroups' Q halves, then K and V of every tile in the box in loop order,
+  // with Q's second half after the first K so the first product can start early.
   template <bool kLoadQ, class BlkCoord, class ProblemShape, class LoadWarpBarrier>
-  CUTLASS_DEVICE void load_kv_maybe_q(int block_rank_in_cluster, BlkCoord const& blk_coord, Params const& params,
-                                      ProblemShape const& problem_size, MainloopPipeline& pipeline,
-                                      PipelineState& smem_pipe_write, MainloopPipelineQ& pipeline_q,
-                                      PipelineStateQ& smem_pipe_write_q, SharedStorage& storage,
-                                      LoadWarpBarrier& load_warp_barrier, bool do_barrier) {
-    TileBox box = TileBox::make(params.tiles, get<0>(blk_coord));
-    int lane_predicate = cute::elect_one_sync();
+  CUTLASS_DEVICE void load_kv_maybe_q(int, BlkCoord const& blk_coord, Params const& params, ProblemShape const&,
+                                      MainloopPipeline& pipeline, PipelineState& smem_pipe_write,
+                                      MainloopPipelineQ& pipeline_q, PipelineStateQ& smem_pipe_write_q,
+                                      SharedStorage& storage, LoadWarpBarrier&, bool) {
+    static_assert(kLoadQ, "Q is loaded by the K/V producer warp");
+    if (!cute::elect_one_sync()) return;
+    int q_linear = get<0>(blk_coord);
+    int batch = get<2, 0>(blk_coord), head = get<2, 1>(blk_coord);
+    TileBox box = TileBox::make(params.tiles, q_linear);
 
-    auto q_tile_iter = cute::make_coord_iterator(Int<NumMmaWarpGroups>{});
-    [[maybe_unused]] int q_tile_count = NumMmaWarpGroups;
-    KvTileIterator kv_iter{&params.tiles, &box, 0};
-    int kv_load_count = 2 * box.count;  // one K and one V load per visited tile
+    auto load_q = [&](int wg) {
+      pipeline_q.producer_acquire(smem_pipe_write_q);
+      int c[kMaxDims];
+      params.view.half_origin(q_linear, box.q_tile, wg, c);
+      load_tile<kHeadDim, kHalfRows>(&params.q, pipeline_q.producer_get_barrier(smem_pipe_write_q),
+                                     storage.smem_q.data() + smem_pipe_write_q.index() * kQStage, c, head, batch);
+      ++smem_pipe_write_q;
+    };
+    auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base, int loop) {
+      int kv[kMaxDims];
+      int linear = box.kv_tile(params.tiles, loop, kv);
+      int c[kMaxDims];
+      params.view.origin(linear, kv, c);
+      pipeline.producer_acquire(smem_pipe_write);
+      load_tile<kHeadDim, kTileRows>(desc, pipeline.producer_get_barrier(smem_pipe_write),
+                                     base + smem_pipe_write.index() * kKVStage, c, head, batch);
+      ++smem_pipe_write;
+    };
 
-    LoadQ load_q{params.tma_load_q, pipeline_q, storage.smem_q};
-    auto load_state_q = load_q.init_state(_0{}, problem_size, TileShapeQK{}, blk_coord, NumMmaWarpGroups);
-    LoadK load_k{params.tma_load_k, pipeline, storage.smem_k};
-    auto load_state_k = load_k.init_state(block_rank_in_cluster, problem_size, TileShapeQK{}, blk_coord, box.count);
-    LoadV load_v{params.tma_load_v, pipeline, storage.smem_v};
-    auto load_state_v = load_v.init_state(block_rank_in_cluster, problem_size, TileShapePV{}, blk_coord, box.count);
-
-    if constexpr (kLoadQ) load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, q_tile_count);
-    load_k.template step<false>(kv_iter, load_state_k, smem_pipe_write, lane_predicate, kv_load_count);
-    if constexpr (kLoadQ) load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, q_tile_count);
-    if constexpr (!kLoadQ) {
-      if (do_barrier) {
-        load_warp_barrier.arrive();
-        load_warp_barrier.wait(/*phase=*/0);
-      }
-    }
-    load_v.template step<true>(kv_iter, load_state_v, smem_pipe_write, lane_predicate, kv_load_count);
-    if constexpr (kLoadQ) {
-      while (q_tile_count > 0) load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, q_tile_count);
-    }
+    load_q(0);
+    load_kv(&params.k, storage.smem_k.data(), 0);
+    load_q(1);
+    load_kv(&params.v, storage.smem_v.data(), 0);
     CUTLASS_PRAGMA_NO_UNROLL
-    while (kv_load_count > 0) {
-      load_k.template step<false>(kv_iter, load_state_k, smem_pipe_write, lane_predicate, kv_load_count);
-      load_v.template step<true>(kv_iter, load_state_v, smem_pipe_write, lane_predicate, kv_load_count);
+    for (int loop = 1; loop < box.count; ++loop) {
+      load_kv(&params.k, storage.smem_k.data(), loop);
+      load_kv(&params.v, storage.smem_v.data(), loop);
     }
   }
 
+  // The kernel's separate Q-load warp (its kLoadsQSeparately option) is not used: Q comes with K and V above.
   template <class BlkCoord, class ProblemShape, class LoadWarpBarrier>
-  CUTLASS_DEVICE void load_maybe_q(BlkCoord const& blk_coord, Params const& params, ProblemShape const& problem_size,
-                                   MainloopPipelineQ& pipeline_q, PipelineStateQ& smem_pipe_write_q,
-                                   SharedStorage& storage, LoadWarpBarrier& load_warp_barrier, bool do_barrier) {
-    int lane_predicate = cute::elect_one_sync();
-    LoadQ load_q{params.tma_load_q, pipeline_q, storage.smem_q};
-    auto load_state_q = load_q.init_state(_0{}, problem_size, TileShapeQK{}, blk_coord, NumMmaWarpGroups);
-    auto q_tile_iter = cute::make_coord_iterator(Int<NumMmaWarpGroups>{});
-    CUTLASS_PRAGMA_UNROLL
-    for (int q = 0; q < NumMmaWarpGroups; q++) {
-      int count = 1;
-      load_q.step(q_tile_iter, load_state_q, smem_pipe_write_q, lane_predicate, count);
-      if (q == 0 && do_barrier) {
-        load_warp_barrier.arrive();
-        load_warp_barrier.wait(/*phase=*/0);
-        do_barrier = false;
-      }
-    }
-  }
+  CUTLASS_DEVICE void load_maybe_q(BlkCoord const&, Params const&, ProblemShape const&, MainloopPipelineQ&,
+                                   PipelineStateQ&, SharedStorage&, LoadWarpBarrier&, bool) {}
 
   template <class BlkCoord, class ProblemShape, class PipelineReducer, class PipelineStateReducer>
   CUTLASS_DEVICE void reduce(BlkCoord const&, Params const&, ProblemShape const&, PipelineReducer&,
@@ -511,14 +462,14 @@ struct MainloopSm90 {
     pipeline.consumer_release(v_read);
     smem_pipe_read = v_read;
     ++smem_pipe_read;
-    if (kIsPersistent) pipeline_q.consumer_release(smem_pipe_read_q);
 
     float lse_rows[kRows];
     softmax.finish(acc_pv_mn, lse_rows);
     Tensor lse = make_tensor<float>(Int<kRows>{});
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
-    return make_tuple(acc_pv, lse);
+    // The epilogue stages the output in this warpgroup's Q buffer: Q is no longer read.
+    return make_tuple(acc_pv, lse, storage.smem_q.data() + q_stage * kQStage);
   }
 };
 

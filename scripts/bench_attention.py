@@ -1,8 +1,10 @@
 """Time GNA backends against dense cuDNN SDPA on the published configurations; print a table, write JSON records.
 
 Every row carries the dense baseline measured in the same run, so `sol_fraction = dense_ms * density / kernel_ms`
-(1.0 = exactly the dense kernel's speed on the work that remains). `ms` includes the token layout (permute in and
-out); `kernel_ms` is the attention on already tiled tensors.
+(1.0 = exactly the dense kernel's speed on the work that remains). `ms` is the whole call, token layout included
+(a permute in and out for flex; none for cutlass at dilation 1, whose kernel reads the model's token order);
+`kernel_ms` is the attention alone, on pre-tiled tensors where the backend needs them. The dense baseline, the call
+and the kernel are timed in alternation, so clock drift during the run cannot favour one of them.
 
     python scripts/bench_attention.py --out bench/results/attention_h100.json [--backends flex cutlass] [--cases ...]
 """
@@ -14,6 +16,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -22,7 +25,7 @@ import gna_diffusers
 from gna_diffusers.backends.registry import select_backend
 from gna_diffusers.ops.attention import make_inputs
 from gna_diffusers.ops.simulator import simulate
-from gna_diffusers.timing import cuda_time_ms, environment
+from gna_diffusers.timing import environment, interleaved_time_ms
 
 
 @dataclass(frozen=True)
@@ -44,20 +47,22 @@ CASES = [
 ]
 
 
-def dense_ms(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[float, str]:
-    """cuDNN SDPA (flash if cuDNN refuses) on [B, H, N, D]."""
+def dense_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[Callable[[], object], str]:
+    """cuDNN SDPA (flash if cuDNN refuses) on [B, H, N, D], as a closure, and the backend's name."""
     for backend in (SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION):
-        try:
+        def call(backend=backend):
             with sdpa_kernel(backend):
-                torch.nn.functional.scaled_dot_product_attention(q, k, v)
-                return cuda_time_ms(lambda: torch.nn.functional.scaled_dot_product_attention(q, k, v)), backend.name
+                return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+        try:
+            call()
+            return call, backend.name
         except RuntimeError:
             continue
     raise RuntimeError("neither cuDNN nor flash SDPA can run these inputs")
 
 
 def kernel_only(backend_name: str, inputs):
-    """A closure running the backend on pre-tiled tensors (no layout), or None if the backend has no such entry."""
+    """A closure running the backend's kernel alone (inputs pre-tiled where it needs a tiled layout), or None."""
     if backend_name == "flex":
         from gna_diffusers.backends.flex import TILE_VOLUME, flex_gna_tiled, gna_block_mask
         from gna_diffusers.ops.tiles import choose_tile
@@ -74,7 +79,7 @@ def kernel_only(backend_name: str, inputs):
 def run_case(case: Case, backends: list[str], dtype: torch.dtype, head_dim: int) -> list[dict]:
     n = math.prod(case.grid)
     q, k, v = (torch.randn(1, n, case.heads, head_dim, device="cuda", dtype=dtype) for _ in range(3))
-    base_ms, base_name = dense_ms(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    dense_call, base_name = dense_sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
     sim = simulate(case.grid, case.window, case.stride)
     rows = []
     for name in backends:
@@ -86,9 +91,12 @@ def run_case(case: Case, backends: list[str], dtype: torch.dtype, head_dim: int)
             continue
         call = lambda: gna_diffusers.gna_attention(q, k, v, grid=case.grid, window=case.window,  # noqa: E731
                                                    stride=case.stride, backend=name)
-        total = cuda_time_ms(call)
+        fns = {"dense": dense_call, "total": call}
         kernel_fn = kernel_only(name, inputs)
-        kernel = cuda_time_ms(kernel_fn) if kernel_fn is not None else total
+        if kernel_fn is not None:
+            fns["kernel"] = kernel_fn
+        ms = interleaved_time_ms(fns)
+        base_ms, total, kernel = ms["dense"], ms["total"], ms.get("kernel", ms["total"])
         flops = 4 * case.heads * head_dim * n * n * sim.density
         rows.append({
             "case": case.name, "backend": name, "grid": list(case.grid), "window": list(case.window),

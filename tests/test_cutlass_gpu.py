@@ -107,19 +107,25 @@ def _run_one(cfg: dict, seed: int) -> None:
     lse_err = (lse - ref_lse).abs().max().item()
     assert lse_err <= LSE_TOLERANCE, f"lse max error {lse_err:.2e} for {cfg}"
 
-    # the kernel alone into NaN-poisoned buffers: every real query row must be written
+    # the kernel alone into NaN-poisoned buffers, in each token order it takes: every real query row is written
     inputs = make_inputs(q, k, v, grid=cfg["grid"], window=cfg["window"], stride=cfg["stride"],
                          dilation=cfg["dilation"], causal=cfg["causal"])
     layout, flat = cutlass._plan(inputs.params)
-    qt, kt, vt = (cutlass._to_tiled(t, layout) for t in (q, k, v))
-    out_t = torch.full_like(qt, float("nan"))
-    lse_t = torch.full((qt.shape[0], qt.shape[2], qt.shape[1]), float("nan"), device="cuda")
-    cutlass._tiled_call(inputs, layout, flat)(qt, kt, vt, out=out_t, lse=lse_t)
-    plain = cutlass._from_tiled(out_t, layout)
-    plain_lse = cutlass._from_tiled(lse_t, layout, dim=2).transpose(1, 2)
-    assert torch.isfinite(plain).all() and torch.isfinite(plain_lse).all(), f"unwritten rows for {cfg}"
-    if not extra:
-        assert torch.equal(plain, out), f"kernel output differs between runs for {cfg}"
+    for natural in ((True, False) if cutlass._natural(inputs.params) else (False,)):
+        if natural:
+            qk_v = (q, k, v)
+        else:
+            qk_v = tuple(cutlass._to_tiled(t, layout) for t in (q, k, v))
+        out_k = torch.full_like(qk_v[0], float("nan"))
+        lse_k = torch.full((out_k.shape[0], out_k.shape[2], out_k.shape[1]), float("nan"), device="cuda")
+        cutlass._kernel_call(inputs, flat, natural)(*qk_v, out=out_k, lse=lse_k)
+        if not natural:
+            out_k, lse_k = cutlass._from_tiled(out_k, layout), cutlass._from_tiled(lse_k, layout, dim=2)
+        order = "natural" if natural else "tiled"
+        assert torch.isfinite(out_k).all() and torch.isfinite(lse_k).all(), f"unwritten rows ({order}) for {cfg}"
+        if not extra:
+            assert torch.equal(out_k, out), f"kernel output ({order}) differs from the backend's for {cfg}"
+            assert torch.equal(lse_k.transpose(1, 2), lse), f"kernel lse ({order}) differs for {cfg}"
 
 
 @pytest.mark.parametrize("index", range(len(_configs())))

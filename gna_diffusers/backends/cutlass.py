@@ -1,7 +1,9 @@
 """GNA through our compiled CUTLASS kernel for Hopper (sm90a), kernels/gna_forward_sm90.cu.
 
-The kernel runs on the tiled layout (ops/layout.py): each 128-token Q tile visits only the box of 128-token KV tiles
-covering its queries' windows and masks only partially covered tiles. Each (dtype, head_dim) configuration is its own
+Each 128-token Q tile (a box of the grid, ops/tiles.py) visits only the box of 128-token KV tiles covering its
+queries' windows and masks only partially covered tiles. With dilation 1 the kernel reads and writes the model's own
+token order ([B, N, H, D], row-major grid) through multi-dimensional TMA boxes, so there is no permute at all; with
+dilation it runs on the tiled layout (ops/layout.py), permuted in and out by one gather each. Each (dtype, head_dim) configuration is its own
 extension, built by ninja on first use (or ahead of time by `gna-diffusers build-kernels`) into a cache directory.
 Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0 GPU, `why_not` says why
 and `auto` picks the next backend (flex). Extra dense tokens are a second pass (flash SDPA over the valid extra keys)
@@ -11,6 +13,7 @@ merged by log-sum-exp.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.util
 import logging
 import math
@@ -42,8 +45,7 @@ NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DN
               "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
 
 # Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
-SCHEDULES = {"plain": [], "locked": ["-DGNA_LOCKED"], "persistent": ["-DGNA_PERSISTENT"],
-             "persistent_locked": ["-DGNA_PERSISTENT", "-DGNA_LOCKED"]}
+SCHEDULES = {"plain": [], "locked": ["-DGNA_LOCKED"]}
 SCHEDULE = "plain"
 
 _build_lock = threading.Lock()
@@ -87,6 +89,16 @@ def toolchain_problem() -> Optional[str]:
     return None
 
 
+@functools.lru_cache(maxsize=1)
+def sources_digest() -> str:
+    """A short hash of every kernel source, so a cached build of older sources is never loaded."""
+    digest = hashlib.sha1()
+    for path in sorted(KERNELS_DIR.iterdir()):
+        if path.suffix in (".cu", ".cpp", ".h", ".hpp"):
+            digest.update(path.name.encode() + path.read_bytes())
+    return digest.hexdigest()[:10]
+
+
 def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, schedule: Optional[str] = None):
     """Build (or load from the cache) the extension of one configuration; raises on failure."""
     from torch.utils import cpp_extension
@@ -94,7 +106,8 @@ def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, sched
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}; allowed: {', '.join(SCHEDULES)}")
     include, example = cutlass_paths()
-    name = f"gna_cutlass_sm90_{dtype_name}_d{head_dim}" + ("" if schedule == "plain" else f"_{schedule}")
+    name = (f"gna_cutlass_sm90_{dtype_name}_d{head_dim}" + ("" if schedule == "plain" else f"_{schedule}")
+            + f"_{sources_digest()}")
     build_dir = cache_dir() / name
     build_dir.mkdir(parents=True, exist_ok=True)
     flags = (NVCC_FLAGS + SCHEDULES[schedule] + [f"-DGNA_HEAD_DIM={head_dim}"]
@@ -178,8 +191,14 @@ def _from_tiled(y: torch.Tensor, layout: TiledLayout, dim: int = 1) -> torch.Ten
     return y.index_select(dim, scatter)
 
 
-def _tiled_call(inputs: GNAInputs, layout: TiledLayout, flat: tuple[int, ...]) -> Callable:
-    """A function (q, k, v tiled[, out, lse]) -> (out tiled [B, Nt, H, D], lse [B, H, Nt]): the kernel alone."""
+def _natural(params: GNAParams) -> bool:
+    """The kernel reads the model's token order directly unless a dilation splits the grid into groups."""
+    return all(d == 1 for d in params.dilation)
+
+
+def _kernel_call(inputs: GNAInputs, flat: tuple[int, ...], natural: bool) -> Callable:
+    """A function (q, k, v[, out, lse]) -> (out [B, N, H, D], lse [B, H, N]): the kernel alone, tokens in the
+    grid's order (`natural`) or tiled."""
     ext = extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim)
     flat_list = list(flat)
 
@@ -189,7 +208,8 @@ def _tiled_call(inputs: GNAInputs, layout: TiledLayout, flat: tuple[int, ...]) -
             out = torch.empty_like(q)
         if lse is None:
             lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device, dtype=torch.float32)
-        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, torch.cuda.current_stream(q.device).cuda_stream)
+        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural,
+                    torch.cuda.current_stream(q.device).cuda_stream)
         return out, lse
 
     return run
@@ -222,11 +242,15 @@ def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: t
 
 def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
     layout, flat = _plan(inputs.params)
-    run = _tiled_call(inputs, layout, flat)
-    out_t, lse_t = run(_to_tiled(inputs.query, layout), _to_tiled(inputs.key, layout),
-                       _to_tiled(inputs.value, layout))
-    out = _from_tiled(out_t, layout)
-    lse = _from_tiled(lse_t, layout, dim=2).transpose(1, 2)
+    if _natural(inputs.params):
+        q, k, v = (t.contiguous() for t in (inputs.query, inputs.key, inputs.value))
+        out, lse = _kernel_call(inputs, flat, natural=True)(q, k, v)
+        lse = lse.transpose(1, 2)
+    else:
+        out_t, lse_t = _kernel_call(inputs, flat, natural=False)(
+            _to_tiled(inputs.query, layout), _to_tiled(inputs.key, layout), _to_tiled(inputs.value, layout))
+        out = _from_tiled(out_t, layout)
+        lse = _from_tiled(lse_t, layout, dim=2).transpose(1, 2)
     if inputs.extra_key is not None:
         out_x, lse_x = extra_attention(inputs.query, inputs.extra_key, inputs.extra_value, inputs.extra_mask,
                                        inputs.scale)
@@ -235,10 +259,13 @@ def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
-    """A closure running the kernel on already tiled inputs (no layout, no extra tokens), for benchmarks."""
+    """A closure running the kernel alone (no extra tokens; inputs already tiled where the kernel needs the tiled
+    layout), for benchmarks."""
     layout, flat = _plan(inputs.params)
-    run = _tiled_call(inputs, layout, flat)
-    q, k, v = (_to_tiled(t, layout) for t in (inputs.query, inputs.key, inputs.value))
+    natural = _natural(inputs.params)
+    run = _kernel_call(inputs, flat, natural)
+    tensors = (inputs.query, inputs.key, inputs.value)
+    q, k, v = (t.contiguous() for t in tensors) if natural else (_to_tiled(t, layout) for t in tensors)
     return lambda: run(q, k, v)
 
 
