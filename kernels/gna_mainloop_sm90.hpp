@@ -151,11 +151,10 @@ struct MainloopSm90 {
                                      storage.smem_q.data() + smem_pipe_write_q.index() * kQStage, c, head, batch);
       ++smem_pipe_write_q;
     };
-    auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base, int loop) {
-      int kv[kMaxDims];
-      int linear = box.kv_tile(params.tiles, loop, kv);
+    TileCursor cursor = box.interior_count > 0 ? TileCursor::interior(box) : TileCursor::border(box);
+    auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base) {
       int c[kMaxDims];
-      params.view.origin(linear, kv, c);
+      params.view.origin(cursor.linear(params.tiles, box), cursor.kv, c);
       pipeline.producer_acquire(smem_pipe_write);
       load_tile<kHeadDim, kTileRows>(desc, pipeline.producer_get_barrier(smem_pipe_write),
                                      base + smem_pipe_write.index() * kKVStage, c, head, batch);
@@ -163,13 +162,20 @@ struct MainloopSm90 {
     };
 
     load_q(0);
-    load_kv(&params.k, storage.smem_k.data(), 0);
+    load_kv(&params.k, storage.smem_k.data());
     load_q(1);
-    load_kv(&params.v, storage.smem_v.data(), 0);
+    load_kv(&params.v, storage.smem_v.data());
     CUTLASS_PRAGMA_NO_UNROLL
     for (int loop = 1; loop < box.count; ++loop) {
-      load_kv(&params.k, storage.smem_k.data(), loop);
-      load_kv(&params.v, storage.smem_v.data(), loop);
+      if (loop < box.interior_count) {
+        cursor.next_interior(box);
+      } else if (loop == box.interior_count) {
+        cursor = TileCursor::border(box);
+      } else {
+        cursor.next_border(box);
+      }
+      load_kv(&params.k, storage.smem_k.data());
+      load_kv(&params.v, storage.smem_v.data());
     }
   }
 
@@ -373,12 +379,10 @@ struct MainloopSm90 {
     static_assert(decltype(size<0>(acc_pv_mn))::value == kRows, "QK and PV accumulators must share rows");
     OnlineSoftmax<kRows> softmax{{}, {}, params.scale_softmax_log2};
 
-    // Scores of KV tile `loop` (its K stage at `read`): masked where the tile is partial.
-    auto mask_scores = [&](auto& acc_qk, int loop) {
-      int kv[kMaxDims];
-      box.kv_tile(params.tiles, loop, kv);
-      if (box.needs_mask(kv)) apply_mask(acc_qk, tScS_mn, params.tiles, kv, rows);
-    };
+    // KV tiles come interior first (no mask), then border (mask): gna_tile_box.hpp. The border cursor gives the
+    // coordinates the mask needs.
+    TileCursor border;
+    if (box.interior_count == 0) border = TileCursor::border(box);
 
     pipeline_q.consumer_wait(smem_pipe_read_q);
     auto q_stage = smem_pipe_read_q.index();
@@ -399,15 +403,14 @@ struct MainloopSm90 {
     pipeline.consumer_release(k_read);
     PipelineState v_read = k_read;
     ++v_read;  // V of tile 0
-    mask_scores(acc_qk, 0);
+    if (box.interior_count == 0) apply_mask(acc_qk, tScS_mn, params.tiles, border.kv, rows);
     softmax.first(acc_qk_mn);
     Tensor p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
 
-    // The output's rescale for tile i's new running max is applied while QK^T of tile i + 1 computes, just
-    // before PV of tile i is issued.
+    // One KV tile: QK^T of tile `loop` and PV of tile `loop - 1` in flight together; the output's rescale for the
+    // running max of tile `loop - 1` is applied while QK^T computes, just before PV is issued.
     float correction[kRows];
-    CUTLASS_PRAGMA_NO_UNROLL
-    for (int loop = 1; loop < box.count; ++loop) {
+    auto step = [&](int loop, bool masked) {
       k_read = v_read;
       ++k_read;  // K of tile `loop`
       pipeline.consumer_wait(k_read);
@@ -432,7 +435,7 @@ struct MainloopSm90 {
       warpgroup_wait<1>();  // scores of tile `loop` are in
       warpgroup_fence_operand(acc_qk);
       pipeline.consumer_release(k_read);
-      mask_scores(acc_qk, loop);
+      if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, border.kv, rows);
       softmax.next(acc_qk_mn, correction);
 
       warpgroup_wait<0>();  // PV of tile `loop - 1` is in
@@ -441,6 +444,17 @@ struct MainloopSm90 {
       v_read = k_read;
       ++v_read;
       p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
+    };
+
+    CUTLASS_PRAGMA_NO_UNROLL
+    for (int loop = 1; loop < box.count; ++loop) {
+      bool masked = loop >= box.interior_count;
+      if (loop == box.interior_count) {
+        border = TileCursor::border(box);
+      } else if (masked) {
+        border.next_border(box);
+      }
+      step(loop, masked);
     }
 
     // PV of the last tile.

@@ -4,7 +4,9 @@
 // dilation group (row-major over dims), then tile index (row-major), then position inside the tile (row-major).
 // Q and KV use the same tile shape; every tile side is a power of two (the tile volume is a power of two).
 // A Q tile visits the box of KV tiles covering the union of its queries' windows; a visited KV tile needs the
-// token-level mask unless it lies inside every one of those windows.
+// token-level mask unless it lies inside every one of those windows (the box's interior). The visiting order puts
+// the interior first, then the border: the softmax is order-free, and a mainloop can then run the unmasked tiles in
+// a loop with no mask code at all.
 #pragma once
 
 #include <cstdint>
@@ -58,6 +60,7 @@ struct TileBox {
   int group_len[kMaxDims];                  // positions in this dilation group per dimension
   int group_base;                           // tiled index of the group's first tile
   int count;                                // number of visited KV tiles (>= 1)
+  int interior_count;                       // of which unmasked (visited first)
 
   // Builds the box of Q tile `q_tile_index` (a tile of the tiled sequence, padding tiles included).
   GNA_HOST_DEVICE static TileBox make(TileParams const& p, int q_tile_index) {
@@ -66,6 +69,7 @@ struct TileBox {
     int rest = q_tile_index - group * p.tiles_per_group;
     b.group_base = group * p.tiles_per_group;
     b.count = 1;
+    b.interior_count = 1;
     for (int i = kMaxDims - 1; i >= 0; --i) {
       int g = group % p.dilation[i];
       group /= p.dilation[i];
@@ -90,33 +94,70 @@ struct TileBox {
       b.full_lo[i] = full_lo;
       b.full_hi[i] = full_hi;
       b.count *= hi - lo;
+      b.interior_count *= full_hi - full_lo;
     }
     return b;
   }
 
-  // Loop index (row-major over the box) -> per-dimension KV tile index; returns the tiled KV tile index.
-  GNA_HOST_DEVICE int kv_tile(TileParams const& p, int loop_index, int (&kv)[kMaxDims]) const {
-    int linear = 0;
-    int rest = loop_index;
-    int inner = 1;
-    for (int i = kMaxDims - 1; i >= 0; --i) {
-      kv[i] = lo[i] + rest % extent[i];
-      rest /= extent[i];
-      linear += kv[i] * inner;
-      inner *= p.tiles_per_dim[i];
-    }
-    return group_base + linear;
-  }
-
-  GNA_HOST_DEVICE int kv_tile(TileParams const& p, int loop_index) const {
-    int kv[kMaxDims];
-    return kv_tile(p, loop_index, kv);
-  }
-
-  GNA_HOST_DEVICE bool needs_mask(int const (&kv)[kMaxDims]) const {
+  GNA_HOST_DEVICE bool in_interior(int const (&kv)[kMaxDims]) const {
     bool inside = true;
     for (int i = 0; i < kMaxDims; ++i) inside = inside && kv[i] >= full_lo[i] && kv[i] < full_hi[i];
-    return !inside;
+    return inside;
+  }
+};
+
+// Walks a TileBox in visiting order: the interior row-major, then the border row-major (box minus interior).
+// Producer and consumers each walk their own cursor, so they agree on the order without sharing state.
+struct TileCursor {
+  int kv[kMaxDims];  // the current KV tile, per dimension
+
+  GNA_HOST_DEVICE static TileCursor interior(TileBox const& b) {
+    TileCursor c;
+    for (int i = 0; i < kMaxDims; ++i) c.kv[i] = b.full_lo[i];
+    return c;
+  }
+
+  // Only for a box with border tiles (count > interior_count).
+  GNA_HOST_DEVICE static TileCursor border(TileBox const& b) {
+    TileCursor c;
+    for (int i = 0; i < kMaxDims; ++i) c.kv[i] = b.lo[i];
+    c.skip_interior(b);
+    return c;
+  }
+
+  GNA_HOST_DEVICE void next_interior(TileBox const& b) {
+    for (int i = kMaxDims - 1; i >= 0; --i) {
+      if (++kv[i] < b.full_hi[i]) return;
+      kv[i] = b.full_lo[i];
+    }
+  }
+
+  GNA_HOST_DEVICE void next_border(TileBox const& b) {
+    step_in_box(b);
+    skip_interior(b);
+  }
+
+  // Tile index in the tiled KV sequence.
+  GNA_HOST_DEVICE int linear(TileParams const& p, TileBox const& b) const {
+    int index = 0;
+    for (int i = 0; i < kMaxDims; ++i) index = index * p.tiles_per_dim[i] + kv[i];
+    return b.group_base + index;
+  }
+
+ private:
+  GNA_HOST_DEVICE void step_in_box(TileBox const& b) {
+    for (int i = kMaxDims - 1; i >= 0; --i) {
+      if (++kv[i] < b.lo[i] + b.extent[i]) return;
+      kv[i] = b.lo[i];
+    }
+  }
+
+  // Jumps over interior runs along the innermost dimension (one run per row of the box).
+  GNA_HOST_DEVICE void skip_interior(TileBox const& b) {
+    while (b.in_interior(kv)) {
+      kv[kMaxDims - 1] = b.full_hi[kMaxDims - 1] - 1;
+      step_in_box(b);
+    }
   }
 };
 
