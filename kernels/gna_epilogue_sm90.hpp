@@ -1,7 +1,7 @@
-// Hopper GNA epilogue: each consumer warpgroup writes its 64 normalized output rows through shared memory (its own
-// buffer in a persistent kernel; else its Q buffer, idle by then) with one TMA store box per 64-element head_dim
-// chunk, in the token order the inputs came in (gna_tma_sm90.hpp): rows past the grid's end are clipped by the TMA
-// unit, so they are never written. The log-sum-exp goes straight from registers to [batch, heads, tokens].
+// Hopper GNA epilogue: each consumer warpgroup writes its 64 normalized output rows through shared memory (its own,
+// now idle, Q buffer) with one TMA store box per 64-element head_dim chunk, in the same token order the inputs came
+// in (gna_tma_sm90.hpp): rows past the grid's end are clipped by the TMA unit, so they are never written. The
+// log-sum-exp goes straight from registers to [batch, heads, tokens].
 #pragma once
 
 #include "cutlass/arch/barrier.h"
@@ -18,13 +18,10 @@ using namespace cute;
 
 template <class Element, class Mainloop>
 struct EpilogueSm90 {
-  // The kernel builds an epilogue load pipeline, which this epilogue does not use.
+  // The kernel builds an epilogue load pipeline and per-warpgroup storage; this epilogue needs neither.
   using LoadPipeline = cutlass::PipelineTransactionAsync<1>;
   using PipelineStorage = typename LoadPipeline::SharedStorage;
-  // Per warpgroup. Without persistence the kernel overlays it on the mainloop's buffers, so it stays unused then.
-  struct TensorStorage {
-    cute::array_aligned<Element, Mainloop::kQStage, 1024> smem_o;
-  };
+  struct TensorStorage {};
   static constexpr int TmaTransactionBytes = 0;
 
   struct Arguments {
@@ -43,10 +40,10 @@ struct EpilogueSm90 {
   template <class TileShape, class BlkCoord, class ResultTuple, class TiledMma, class ProblemShape>
   CUTLASS_DEVICE void operator()(TileShape const&, BlkCoord const& wg_coord, ResultTuple const& result,
                                  TiledMma const& tiled_mma, ProblemShape const&, Params const& params, LoadPipeline,
-                                 TensorStorage& storage) {
+                                 TensorStorage&) {
     auto const& acc = get<0>(result);
     auto const& lse = get<1>(result);
-    Element* smem = Mainloop::kIsPersistent ? storage.smem_o.data() : get<2>(result);
+    Element* smem = get<2>(result);
     constexpr int kWarpGroups = Mainloop::NumMmaWarpGroups;
     int wg = get<0>(wg_coord) % kWarpGroups;
     int q_linear = get<0>(wg_coord) / kWarpGroups;
@@ -59,14 +56,10 @@ struct EpilogueSm90 {
     Tensor tOrO = make_fragment_like<Element>(tOsO);
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < size(acc); ++i) tOrO(i) = Element(acc(i));
-    int barrier_id = int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier) + wg;
-    // The previous tile's store has read the buffer (thread 0 waited for it) before anyone overwrites it.
-    if constexpr (Mainloop::kIsPersistent) {
-      cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, barrier_id);
-    }
     cute::copy(tOrO, tOsO);
     cutlass::arch::fence_view_async_shared();  // make the writes visible to the TMA unit
-    cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, barrier_id);
+    cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup,
+                                      int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier) + wg);
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) {
       int c[kMaxDims];
       params.view.half_origin(q_linear, box.q_tile, wg, c);

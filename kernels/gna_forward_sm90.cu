@@ -31,27 +31,20 @@ constexpr char kElementName[] = "float16";
 // 128 query rows per CTA (two consumer warpgroups of 64), KV tiles of 128 keys: Q and KV tile volume 128.
 using TileShape = cute::Shape<cute::_128, cute::_128, cute::Int<GNA_HEAD_DIM>>;
 
-// Build-time schedule variants: GNA_LOCKED (the consumer warpgroups take turns issuing their matrix products) and
-// GNA_PERSISTENT (one CTA per SM walks Q tiles; loads of the next tile overlap the tail of the current one).
-template <class Scheduler, class... Options>
+// GNA_LOCKED (a build-time schedule variant): the consumer warpgroups take turns issuing their matrix products.
+template <class... Options>
 struct Schedule {
   using Mainloop = gna::MainloopSm90<Element, TileShape, Options...>;
   using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
-  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<Mainloop, Epilogue, Scheduler, Options...>;
+  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<
+      Mainloop, Epilogue, cutlass::fmha::kernel::IndividualTileScheduler, Options...>;
 };
 
-using cutlass::fmha::kernel::Option;
-using cutlass::fmha::kernel::Tag;
 #ifdef GNA_LOCKED
-using Locked = cute::true_type;
+using Kernel = Schedule<cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kIsMainloopLocked,
+                                                      cute::true_type>>::Kernel;
 #else
-using Locked = cute::false_type;
-#endif
-#ifdef GNA_PERSISTENT
-using Kernel = Schedule<cutlass::fmha::kernel::PersistentTileScheduler, Option<Tag::kIsMainloopLocked, Locked>,
-                        Option<Tag::kIsPersistent, cute::true_type>>::Kernel;
-#else
-using Kernel = Schedule<cutlass::fmha::kernel::IndividualTileScheduler, Option<Tag::kIsMainloopLocked, Locked>>::Kernel;
+using Kernel = Schedule<>::Kernel;
 #endif
 using Operation = cutlass::device::Universal<Kernel>;
 

@@ -34,8 +34,7 @@ struct MainloopSm90 {
   using TileShape = TileShape_;  // (query rows per CTA, keys per KV tile, head_dim)
   static constexpr int kHeadDim = get<2>(TileShape{});
 
-  // One CTA per SM walking many Q tiles: the next tile's loads overlap this tile's last products and epilogue.
-  static constexpr bool kIsPersistent = find_option_t<Tag::kIsPersistent, false_type, Options...>::value;
+  static constexpr bool kIsPersistent = false;  // the output is staged in the Q buffer (see compute)
   // The two consumer warpgroups take turns issuing their products, so one's softmax overlaps the other's GEMMs.
   static constexpr bool kIsMainloopLocked = find_option_t<Tag::kIsMainloopLocked, false_type, Options...>::value;
   static constexpr int NumLoadWarpGroups = 1;
@@ -458,8 +457,6 @@ struct MainloopSm90 {
       step(loop, masked);
     }
 
-    pipeline_q.consumer_release(smem_pipe_read_q);  // every QK^T is done: the producer may load the next Q
-
     // PV of the last tile.
     if (box.count > 1) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
@@ -485,7 +482,7 @@ struct MainloopSm90 {
     Tensor lse = make_tensor<float>(Int<kRows>{});
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
-    // Without persistence the epilogue stages the output in this warpgroup's Q buffer, no longer read.
+    // The epilogue stages the output in this warpgroup's Q buffer: Q is no longer read.
     return make_tuple(acc_pv, lse, storage.smem_q.data() + q_stage * kQStage);
   }
 };

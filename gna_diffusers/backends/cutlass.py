@@ -45,8 +45,7 @@ NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DN
               "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
 
 # Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
-SCHEDULES = {"plain": [], "locked": ["-DGNA_LOCKED"], "persistent": ["-DGNA_PERSISTENT"],
-             "persistent_locked": ["-DGNA_PERSISTENT", "-DGNA_LOCKED"]}
+SCHEDULES = {"plain": [], "locked": ["-DGNA_LOCKED"]}
 SCHEDULE = "plain"
 
 _build_lock = threading.Lock()
