@@ -33,16 +33,20 @@ def interleaved_time_ms(fns: dict[str, Callable[[], object]], warmup: int = 2, r
                         max_seconds: float = 60.0) -> dict[str, float]:
     """Median milliseconds of each function, timed in alternation (one run of each per round).
 
-    GPU clocks drift during a benchmark (power and heat); alternating puts the same drift on every function, so
-    ratios between them (speed of light, layout cost) stay fair."""
+    GPU clocks drift during a benchmark (power and heat) and a long call leaves the next one a hotter GPU; alternating
+    in a rotating order puts the same drift on every function, so ratios between them (speed of light, layout cost)
+    stay fair."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     torch.cuda.synchronize()
     times: dict[str, list[float]] = {name: [] for name in fns}
     spent = 0.0
-    for _ in range(rounds):
-        for name, fn in fns.items():
+    names = list(fns)
+    for round_index in range(rounds):
+        shift = round_index % len(names)
+        for name in names[shift:] + names[:shift]:
+            fn = fns[name]
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn()
