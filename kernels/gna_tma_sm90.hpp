@@ -15,74 +15,11 @@
 #include "cute/arch/copy_sm90_tma.hpp"
 #include "cutlass/cuda_host_adapter.hpp"
 
-#include "gna_tile_box.hpp"
+#include "gna_token_view.hpp"
 
 namespace gna {
 
 constexpr int kChunk = 64;  // elements of head_dim per TMA box (128 bytes, the swizzle span)
-
-// The 3D view (z, y, x) the TMA boxes move in, and how a Q tile is split between the two consumer warpgroups.
-struct TokenView {
-  bool natural;
-  int extent[kMaxDims];     // view length per dimension
-  int tile_log2[kMaxDims];  // tile side per dimension in the view
-  int split_dim;            // the dimension whose halves are the warpgroups' 64-row halves of a Q tile
-  int heads, head_dim, batch;
-  int tokens;               // tokens per batch element and head in this order (rows of the lse output)
-
-  GNA_HOST_DEVICE int half_log2(int d) const { return tile_log2[d] - (d == split_dim ? 1 : 0); }
-
-  // Box origin of a tile: natural order from its per-dimension tile index, tiled order from its linear index.
-  GNA_HOST_DEVICE void origin(int linear, int const (&dims)[kMaxDims], int (&c)[kMaxDims]) const {
-    for (int d = 0; d < kMaxDims; ++d) c[d] = natural ? dims[d] << tile_log2[d] : 0;
-    if (!natural) c[kMaxDims - 1] = linear << tile_log2[kMaxDims - 1];
-  }
-
-  // Origin of warpgroup `wg`'s half of a Q tile.
-  GNA_HOST_DEVICE void half_origin(int linear, int const (&dims)[kMaxDims], int wg, int (&c)[kMaxDims]) const {
-    origin(linear, dims, c);
-    for (int d = 0; d < kMaxDims; ++d) c[d] += d == split_dim ? wg << half_log2(d) : 0;  // no dynamic indexing
-  }
-
-  // Token index (in this order) of row `row` of warpgroup `wg`'s half-tile, or -1 if it lies past the grid.
-  GNA_HOST_DEVICE int token(int linear, int const (&dims)[kMaxDims], int wg, int row) const {
-    int c[kMaxDims];
-    half_origin(linear, dims, wg, c);
-    int shift = 0, index = 0, inner = 1;
-    for (int d = kMaxDims - 1; d >= 0; --d) {
-      int bits = half_log2(d);
-      int pos = c[d] + ((row >> shift) & ((1 << bits) - 1));
-      shift += bits;
-      if (pos >= extent[d]) return -1;
-      index += pos * inner;
-      inner *= extent[d];
-    }
-    return index;
-  }
-
-  // The view of a problem. Natural order needs dilation 1 (a dilated group is not a box of the grid).
-  static TokenView make(TileParams const& p, bool natural, int batch, int heads, int head_dim, int tiled_tokens) {
-    TokenView v{};
-    v.natural = natural;
-    v.heads = heads;
-    v.head_dim = head_dim;
-    v.batch = batch;
-    v.tokens = 1;
-    for (int d = 0; d < kMaxDims; ++d) {
-      v.extent[d] = natural ? p.length[d] : (d == kMaxDims - 1 ? tiled_tokens : 1);
-      v.tile_log2[d] = natural ? p.tile_log2[d] : (d == kMaxDims - 1 ? 7 : 0);
-      v.tokens *= v.extent[d];
-    }
-    v.split_dim = kMaxDims - 1;
-    for (int d = 0; d < kMaxDims; ++d) {
-      if (v.tile_log2[d] > 0) {
-        v.split_dim = d;
-        break;
-      }
-    }
-    return v;
-  }
-};
 
 // A TMA descriptor over one [batch, tokens, heads, head_dim] tensor seen through `view`; `half` selects the
 // warpgroup half-tile box (Q and O) instead of the whole tile (K and V). Returns an error message or nullptr.

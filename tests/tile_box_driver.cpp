@@ -1,0 +1,51 @@
+// Test driver for the kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp) on the CPU.
+// stdin: 21 ints (length, window, stride, dilation, causal, tile_log2, tiles_per_dim; 3 dims each, padded at the
+// front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..." (KV tiles in visiting order), then
+// with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
+// the grid).
+#include <cstdio>
+
+#include "gna_tile_box.hpp"
+#include "gna_token_view.hpp"
+
+int main() {
+  gna::TileParams p{};
+  p.ndim = gna::kMaxDims;
+  int* rows[] = {p.length, p.window, p.stride, p.dilation, p.causal, p.tile_log2, p.tiles_per_dim};
+  for (int* row : rows)
+    for (int i = 0; i < gna::kMaxDims; ++i)
+      if (std::scanf("%d", &row[i]) != 1) return 2;
+  int natural = 0;
+  if (std::scanf("%d", &natural) != 1) return 2;
+  p.tiles_per_group = 1;
+  int groups = 1;
+  for (int i = 0; i < gna::kMaxDims; ++i) {
+    p.tiles_per_group *= p.tiles_per_dim[i];
+    groups *= p.dilation[i];
+  }
+  int tiles = groups * p.tiles_per_group;
+  gna::TokenView view = gna::TokenView::make(p, natural != 0, 1, 1, 64, tiles * 128);
+  for (int t = 0; t < tiles; ++t) {
+    gna::TileBox box = gna::TileBox::make(p, t);
+    std::printf("%d %d", box.count, box.interior_count);
+    gna::TileCursor cursor = box.interior_count > 0 ? gna::TileCursor::interior(box) : gna::TileCursor::border(box);
+    for (int loop = 0; loop < box.count; ++loop) {
+      if (loop > 0 && loop < box.interior_count) {
+        cursor.next_interior(box);
+      } else if (loop > 0 && loop == box.interior_count) {
+        cursor = gna::TileCursor::border(box);
+      } else if (loop > 0) {
+        cursor.next_border(box);
+      }
+      std::printf(" %d", cursor.linear(p, box));
+    }
+    std::printf("\n");
+    if (natural) {
+      std::printf("tokens");
+      for (int wg = 0; wg < 2; ++wg)
+        for (int row = 0; row < 64; ++row) std::printf(" %d", view.token(t, box.q_tile, wg, row));
+      std::printf("\n");
+    }
+  }
+  return 0;
+}
