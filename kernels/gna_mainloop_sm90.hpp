@@ -151,7 +151,7 @@ struct MainloopSm90 {
                                      storage.smem_q.data() + smem_pipe_write_q.index() * kQStage, c, head, batch);
       ++smem_pipe_write_q;
     };
-    TileCursor cursor = box.interior_count > 0 ? TileCursor::interior(box) : TileCursor::border(box);
+    TileCursor cursor = TileCursor::first(box);
     auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base) {
       int c[kMaxDims];
       params.view.origin(cursor.linear(params.tiles, box), cursor.kv, c);
@@ -167,13 +167,7 @@ struct MainloopSm90 {
     load_kv(&params.v, storage.smem_v.data());
     CUTLASS_PRAGMA_NO_UNROLL
     for (int loop = 1; loop < box.count; ++loop) {
-      if (loop < box.interior_count) {
-        cursor.next_interior(box);
-      } else if (loop == box.interior_count) {
-        cursor = TileCursor::border(box);
-      } else {
-        cursor.next_border(box);
-      }
+      cursor.advance(box, loop);
       load_kv(&params.k, storage.smem_k.data());
       load_kv(&params.v, storage.smem_v.data());
     }
@@ -382,7 +376,7 @@ struct MainloopSm90 {
     // KV tiles come interior first (no mask), then border (mask): gna_tile_box.hpp. The border cursor gives the
     // coordinates the mask needs.
     TileCursor border;
-    if (box.interior_count == 0) border = TileCursor::border(box);
+    if (box.interior_count == 0) border = TileCursor::first(box);
 
     pipeline_q.consumer_wait(smem_pipe_read_q);
     auto q_stage = smem_pipe_read_q.index();
@@ -449,11 +443,7 @@ struct MainloopSm90 {
     CUTLASS_PRAGMA_NO_UNROLL
     for (int loop = 1; loop < box.count; ++loop) {
       bool masked = loop >= box.interior_count;
-      if (loop == box.interior_count) {
-        border = TileCursor::border(box);
-      } else if (masked) {
-        border.next_border(box);
-      }
+      if (masked) border.advance(box, loop);
       step(loop, masked);
     }
 

@@ -111,6 +111,22 @@ struct TileBox {
 struct TileCursor {
   int kv[kMaxDims];  // the current KV tile, per dimension
 
+  // The first tile visited.
+  GNA_HOST_DEVICE static TileCursor first(TileBox const& b) {
+    return b.interior_count > 0 ? interior(b) : border(b);
+  }
+
+  // Moves from the tile visited at `loop - 1` to the one visited at `loop` (0 < loop < count).
+  GNA_HOST_DEVICE void advance(TileBox const& b, int loop) {
+    if (loop < b.interior_count) {
+      next_interior(b);
+    } else if (loop == b.interior_count) {
+      *this = border(b);
+    } else {
+      next_border(b);
+    }
+  }
+
   GNA_HOST_DEVICE static TileCursor interior(TileBox const& b) {
     TileCursor c;
     for (int i = 0; i < kMaxDims; ++i) c.kv[i] = b.full_lo[i];

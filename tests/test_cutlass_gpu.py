@@ -112,10 +112,7 @@ def _run_one(cfg: dict, seed: int) -> None:
                          dilation=cfg["dilation"], causal=cfg["causal"])
     layout, flat = cutlass._plan(inputs.params)
     for natural in ((True, False) if cutlass._natural(inputs.params) else (False,)):
-        if natural:
-            qk_v = (q, k, v)
-        else:
-            qk_v = tuple(cutlass._to_tiled(t, layout) for t in (q, k, v))
+        qk_v = cutlass._kernel_inputs(inputs, layout, natural)
         out_k = torch.full_like(qk_v[0], float("nan"))
         lse_k = torch.full((out_k.shape[0], out_k.shape[2], out_k.shape[1]), float("nan"), device="cuda")
         cutlass._kernel_call(inputs, flat, natural)(*qk_v, out=out_k, lse=lse_k)

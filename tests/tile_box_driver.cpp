@@ -28,15 +28,9 @@ int main() {
   for (int t = 0; t < tiles; ++t) {
     gna::TileBox box = gna::TileBox::make(p, t);
     std::printf("%d %d", box.count, box.interior_count);
-    gna::TileCursor cursor = box.interior_count > 0 ? gna::TileCursor::interior(box) : gna::TileCursor::border(box);
+    gna::TileCursor cursor = gna::TileCursor::first(box);
     for (int loop = 0; loop < box.count; ++loop) {
-      if (loop > 0 && loop < box.interior_count) {
-        cursor.next_interior(box);
-      } else if (loop > 0 && loop == box.interior_count) {
-        cursor = gna::TileCursor::border(box);
-      } else if (loop > 0) {
-        cursor.next_border(box);
-      }
+      if (loop > 0) cursor.advance(box, loop);
       std::printf(" %d", cursor.linear(p, box));
     }
     std::printf("\n");

@@ -3,8 +3,9 @@
 Each 128-token Q tile (a box of the grid, ops/tiles.py) visits only the box of 128-token KV tiles covering its
 queries' windows and masks only partially covered tiles. With dilation 1 the kernel reads and writes the model's own
 token order ([B, N, H, D], row-major grid) through multi-dimensional TMA boxes, so there is no permute at all; with
-dilation it runs on the tiled layout (ops/layout.py), permuted in and out by one gather each. Each (dtype, head_dim) configuration is its own
-extension, built by ninja on first use (or ahead of time by `gna-diffusers build-kernels`) into a cache directory.
+dilation it runs on the tiled layout (ops/layout.py), permuted in and out by one gather each. Each (dtype, head_dim)
+configuration is its own extension, built by ninja on first use (or ahead of time by `gna-diffusers build-kernels`)
+into a cache directory.
 Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0 GPU, `why_not` says why
 and `auto` picks the next backend (flex). Extra dense tokens are a second pass (flash SDPA over the valid extra keys)
 merged by log-sum-exp.
@@ -240,17 +241,19 @@ def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: t
     return torch.cat(outs), torch.cat(lses)
 
 
+def _kernel_inputs(inputs: GNAInputs, layout: TiledLayout, natural: bool) -> tuple[torch.Tensor, ...]:
+    """q, k, v in the token order the kernel is called with."""
+    tensors = (inputs.query, inputs.key, inputs.value)
+    return tuple(t.contiguous() if natural else _to_tiled(t, layout) for t in tensors)
+
+
 def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
     layout, flat = _plan(inputs.params)
-    if _natural(inputs.params):
-        q, k, v = (t.contiguous() for t in (inputs.query, inputs.key, inputs.value))
-        out, lse = _kernel_call(inputs, flat, natural=True)(q, k, v)
-        lse = lse.transpose(1, 2)
-    else:
-        out_t, lse_t = _kernel_call(inputs, flat, natural=False)(
-            _to_tiled(inputs.query, layout), _to_tiled(inputs.key, layout), _to_tiled(inputs.value, layout))
-        out = _from_tiled(out_t, layout)
-        lse = _from_tiled(lse_t, layout, dim=2).transpose(1, 2)
+    natural = _natural(inputs.params)
+    out, lse = _kernel_call(inputs, flat, natural)(*_kernel_inputs(inputs, layout, natural))
+    if not natural:
+        out, lse = _from_tiled(out, layout), _from_tiled(lse, layout, dim=2)
+    lse = lse.transpose(1, 2)
     if inputs.extra_key is not None:
         out_x, lse_x = extra_attention(inputs.query, inputs.extra_key, inputs.extra_value, inputs.extra_mask,
                                        inputs.scale)
@@ -264,8 +267,7 @@ def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
     layout, flat = _plan(inputs.params)
     natural = _natural(inputs.params)
     run = _kernel_call(inputs, flat, natural)
-    tensors = (inputs.query, inputs.key, inputs.value)
-    q, k, v = (t.contiguous() for t in tensors) if natural else (_to_tiled(t, layout) for t in tensors)
+    q, k, v = _kernel_inputs(inputs, layout, natural)
     return lambda: run(q, k, v)
 
 
