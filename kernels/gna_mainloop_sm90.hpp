@@ -404,6 +404,12 @@ struct MainloopSm90 {
     // One KV tile: QK^T of tile `loop` and PV of tile `loop - 1` in flight together; the output's rescale for the
     // running max of tile `loop - 1` is applied while QK^T computes, just before PV is issued.
     float correction[kRows];
+    // PV of the tile in v_read; the first one overwrites the accumulator. The choice is the WGMMA's runtime
+    // scale-d operand, not a branch: a branch around WGMMAs makes ptxas serialize them (warning C7519).
+    auto pv_product = [&](bool first) {
+      tiled_mma_pv.accumulate_ = first ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+      gemm_reset_zero_acc(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
+    };
     auto step = [&](int loop, bool masked) {
       k_read = v_read;
       ++k_read;  // K of tile `loop`
@@ -418,11 +424,7 @@ struct MainloopSm90 {
       warpgroup_fence_operand(acc_pv);
       warpgroup_fence_operand(p_op);
       warpgroup_arrive();
-      if (loop == 1) {
-        gemm_zero_acc(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
-      } else {
-        cute::gemm(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
-      }
+      pv_product(loop == 1);
       warpgroup_commit_batch();
       if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
 
@@ -454,11 +456,7 @@ struct MainloopSm90 {
     warpgroup_fence_operand(acc_pv);
     warpgroup_fence_operand(p_op);
     warpgroup_arrive();
-    if (box.count == 1) {
-      gemm_zero_acc(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
-    } else {
-      cute::gemm(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
-    }
+    pv_product(box.count == 1);
     warpgroup_commit_batch();
     if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
     warpgroup_wait<0>();
