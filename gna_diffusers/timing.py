@@ -29,13 +29,29 @@ def cuda_time_ms(fn: Callable[[], object], warmup: int = 3, reps: int = 20, max_
     return statistics.median(times)
 
 
+def steady_load(ms: float = 25.0) -> Callable[[], None]:
+    """A fixed stretch of matrix products (about `ms` milliseconds) to run before each timed call.
+
+    The GPU's clock depends on what ran just before (a 260 ms dense call leaves it hotter and slower than a 25 ms
+    sparse one); giving every timed call the same predecessor removes that bias from ratios between them."""
+    a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
+    one = cuda_time_ms(lambda: a @ a, warmup=5, reps=10)
+    repeats = max(1, round(ms / one))
+
+    def run() -> None:
+        for _ in range(repeats):
+            a @ a
+    return run
+
+
 def interleaved_time_ms(fns: dict[str, Callable[[], object]], warmup: int = 2, rounds: int = 15,
                         max_seconds: float = 60.0) -> dict[str, float]:
     """Median milliseconds of each function, timed in alternation (one run of each per round).
 
-    GPU clocks drift during a benchmark (power and heat) and a long call leaves the next one a hotter GPU; alternating
-    in a rotating order puts the same drift on every function, so ratios between them (speed of light, layout cost)
-    stay fair."""
+    Each timed run follows the same fixed load (steady_load), and the order rotates every round, so clock drift
+    and the previous call's heat fall equally on every function and ratios between them (speed of light, layout
+    cost) stay fair."""
+    load = steady_load()
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -47,6 +63,7 @@ def interleaved_time_ms(fns: dict[str, Callable[[], object]], warmup: int = 2, r
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             fn = fns[name]
+            load()
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record()
             fn()

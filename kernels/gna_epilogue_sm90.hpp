@@ -5,7 +5,6 @@
 #pragma once
 
 #include "cutlass/arch/barrier.h"
-#include "cutlass/pipeline/pipeline.hpp"
 
 #include "collective/fmha_common.hpp"
 
@@ -18,39 +17,26 @@ using namespace cute;
 
 template <class Element, class Mainloop>
 struct EpilogueSm90 {
-  // The kernel builds an epilogue load pipeline and per-warpgroup storage; this epilogue needs neither.
-  using LoadPipeline = cutlass::PipelineTransactionAsync<1>;
-  using PipelineStorage = typename LoadPipeline::SharedStorage;
-  struct TensorStorage {};
-  static constexpr int TmaTransactionBytes = 0;
-
-  struct Arguments {
+  struct Params {
     cute::TmaDescriptor o;  // half-tile box, like Q
     float* lse;             // [batch, heads, view.tokens]
     TokenView view;
     TileParams tiles;
   };
-  using Params = Arguments;
 
-  template <class ProblemShape>
-  static Params to_underlying_arguments(ProblemShape const&, Arguments const& args, void* = nullptr) {
-    return args;
-  }
-
-  template <class TileShape, class BlkCoord, class ResultTuple, class TiledMma, class ProblemShape>
-  CUTLASS_DEVICE void operator()(TileShape const&, BlkCoord const& wg_coord, ResultTuple const& result,
-                                 TiledMma const& tiled_mma, ProblemShape const&, Params const& params, LoadPipeline,
-                                 TensorStorage&) {
+  // Stores warpgroup `wg`'s rows of Q tile `at` from the mainloop's result (output, lse, staging buffer); returns
+  // once the TMA unit has read the staging buffer.
+  template <class ResultTuple>
+  CUTLASS_DEVICE void operator()(TileCoord const& at, int wg, ResultTuple const& result, Params const& params) {
     auto const& acc = get<0>(result);
     auto const& lse = get<1>(result);
     Element* smem = get<2>(result);
-    constexpr int kWarpGroups = Mainloop::NumMmaWarpGroups;
-    int wg = get<0>(wg_coord) % kWarpGroups;
-    int q_linear = get<0>(wg_coord) / kWarpGroups;
-    int batch = get<2, 0>(wg_coord), head = get<2, 1>(wg_coord);
+    int q_linear = at.q_linear, batch = at.batch, head = at.head;
     TileBox box = TileBox::make(params.tiles, q_linear);
 
-    auto thr_mma = tiled_mma.get_thread_slice(threadIdx.x);
+    using TiledMma = typename Mainloop::TiledMmaPV;
+    TiledMma tiled_mma;
+    auto thr_mma = tiled_mma.get_thread_slice(threadIdx.x % cutlass::NumThreadsPerWarpGroup);
     Tensor sO = make_tensor(make_smem_ptr(smem), typename Mainloop::SmemLayoutQ{})(_, _, _0{});
     Tensor tOsO = thr_mma.partition_C(sO);
     Tensor tOrO = make_fragment_like<Element>(tOsO);

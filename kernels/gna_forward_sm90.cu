@@ -4,14 +4,11 @@
 #include <type_traits>
 
 #include "cutlass/cutlass.h"
-#include "cutlass/kernel_hardware_info.h"
-
-#include "device/device_universal.hpp"
-#include "kernel/fmha_kernel_tma_warpspecialized.hpp"
-#include "kernel/fmha_tile_scheduler.hpp"
+#include "cutlass/device_kernel.h"
 
 #include "gna_epilogue_sm90.hpp"
 #include "gna_forward.h"
+#include "gna_kernel_sm90.hpp"
 #include "gna_mainloop_sm90.hpp"
 
 #ifndef GNA_HEAD_DIM
@@ -31,22 +28,15 @@ constexpr char kElementName[] = "float16";
 // 128 query rows per CTA (two consumer warpgroups of 64), KV tiles of 128 keys: Q and KV tile volume 128.
 using TileShape = cute::Shape<cute::_128, cute::_128, cute::Int<GNA_HEAD_DIM>>;
 
-// GNA_LOCKED (a build-time schedule variant): the consumer warpgroups take turns issuing their matrix products.
-template <class... Options>
-struct Schedule {
-  using Mainloop = gna::MainloopSm90<Element, TileShape, Options...>;
-  using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
-  using Kernel = cutlass::fmha::kernel::FmhaKernelTmaWarpSpecialized<
-      Mainloop, Epilogue, cutlass::fmha::kernel::IndividualTileScheduler, Options...>;
-};
-
-#ifdef GNA_LOCKED
-using Kernel = Schedule<cutlass::fmha::kernel::Option<cutlass::fmha::kernel::Tag::kIsMainloopLocked,
-                                                      cute::true_type>>::Kernel;
+using Mainloop = gna::MainloopSm90<Element, TileShape>;
+using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
+// GNA_ONE_TILE_PER_CTA (a build-time schedule variant): one work tile per CTA instead of persistent CTAs.
+#ifdef GNA_ONE_TILE_PER_CTA
+constexpr bool kPersistent = false;
 #else
-using Kernel = Schedule<>::Kernel;
+constexpr bool kPersistent = true;
 #endif
-using Operation = cutlass::device::Universal<Kernel>;
+using Kernel = gna::KernelSm90<Mainloop, Epilogue, kPersistent>;
 
 }  // namespace
 
@@ -71,31 +61,36 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   TokenView view = TokenView::make(tiles, natural, batch, heads, head_dim, tiled_tokens);
   if (view.tokens != q_tokens || view.tokens != kv_tokens) return "token count does not match the grid";
   constexpr bool kBf16 = std::is_same_v<Element, cutlass::bfloat16_t>;
-  typename Kernel::Arguments args{{batch, heads, tiled_tokens, tiled_tokens, head_dim}, {}, {}, {}};
-  args.mainloop.view = view;
-  args.mainloop.scale = scale;
-  args.mainloop.tiles = tiles;
-  args.epilogue.lse = lse;
-  args.epilogue.view = view;
-  args.epilogue.tiles = tiles;
+  typename Kernel::Params params{};
+  params.q_tiles = tiled_tokens / get<0>(TileShape{});
+  params.heads = heads;
+  params.batch = batch;
+  params.mainloop.view = view;
+  params.mainloop.scale_softmax_log2 = scale * 1.4426950408889634f;
+  params.mainloop.tiles = tiles;
+  params.epilogue.lse = lse;
+  params.epilogue.view = view;
+  params.epilogue.tiles = tiles;
   char const* error = nullptr;
   auto describe = [&](cute::TmaDescriptor* desc, void const* ptr, bool half) {
     if (error == nullptr) error = make_descriptor(desc, ptr, kBf16, view, half);
   };
-  describe(&args.mainloop.q, q, /*half=*/true);
-  describe(&args.mainloop.k, k, false);
-  describe(&args.mainloop.v, v, false);
-  describe(&args.epilogue.o, out, true);
+  describe(&params.mainloop.q, q, /*half=*/true);
+  describe(&params.mainloop.k, k, false);
+  describe(&params.mainloop.v, v, false);
+  describe(&params.epilogue.o, out, true);
   if (error != nullptr) return error;
-  Operation op;
-  int device = 0;
+  int device = 0, sm_count = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&args.hw_info.sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+      cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
     return "cannot read the device's multiprocessor count";
-  if (op.can_implement(args) != cutlass::Status::kSuccess) return "problem shape not supported by the kernel";
-  if (op.initialize(args, nullptr, static_cast<cudaStream_t>(cuda_stream)) != cutlass::Status::kSuccess)
-    return "kernel initialization failed (shared memory attribute)";
-  if (op.run(static_cast<cudaStream_t>(cuda_stream)) != cutlass::Status::kSuccess) return "kernel launch failed";
+  auto kernel = cutlass::device_kernel<Kernel>;
+  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize) !=
+      cudaSuccess)
+    return "cannot set the kernel's shared-memory size";
+  kernel<<<Kernel::grid_shape(params, sm_count), Kernel::MaxThreadsPerBlock, Kernel::SharedStorageSize,
+           static_cast<cudaStream_t>(cuda_stream)>>>(params);
+  if (cudaGetLastError() != cudaSuccess) return "kernel launch failed";
   return nullptr;
 }
 

@@ -1,17 +1,17 @@
 // Hopper (sm90a) GNA mainloop: TMA loads of Q and of the K/V tiles in each Q tile's box, WGMMA for QK^T and PV,
 // online softmax, the token-level neighborhood mask only on partially covered KV tiles.
 //
-// It plugs into the warp-specialized FMHA kernel of CUTLASS example 88_hopper_fmha (one producer warpgroup, two
-// consumer warpgroups of 64 query rows each) and takes the WGMMA shared-memory layouts from CUTLASS's collective
-// builder; the TMA boxes (gna_tma_sm90.hpp), the box of KV tiles (gna_tile_box.hpp), the mask, the software pipeline
-// and the softmax are ours.
+// The kernel (gna_kernel_sm90.hpp) runs `load` on its producer thread and `compute` on each of its two consumer
+// warpgroups (64 query rows each). The WGMMA shared-memory layouts and the accumulator helpers come from CUTLASS
+// (its collective builder and the 88_hopper_fmha example's collective/fmha_common.hpp); the TMA boxes
+// (gna_tma_sm90.hpp), the box of KV tiles (gna_tile_box.hpp), the mask, the software pipeline and the softmax are
+// ours.
 #pragma once
 
 #include "cutlass/cutlass.h"
 #include "cutlass/gemm/collective/collective_builder.hpp"
 
 #include "collective/fmha_common.hpp"
-#include "kernel/fmha_options.hpp"
 
 #include "gna_tile_box.hpp"
 #include "gna_tma_sm90.hpp"
@@ -19,14 +19,12 @@
 namespace gna {
 
 using namespace cute;
-using cutlass::fmha::kernel::Tag;
-using cutlass::fmha::kernel::find_option_t;
 
 // Strides of a [batch, tokens, heads, head_dim] tensor seen as (token, head_dim, (batch, head)); only picks the
 // operand majorness for the collective builder.
 using TokenMajorStride = cute::tuple<int, _1, cute::tuple<int, int>>;
 
-template <class Element_, class TileShape_, class... Options>
+template <class Element_, class TileShape_>
 struct MainloopSm90 {
   using Element = Element_;
   using ElementAccumulatorQK = float;
@@ -34,14 +32,10 @@ struct MainloopSm90 {
   using TileShape = TileShape_;  // (query rows per CTA, keys per KV tile, head_dim)
   static constexpr int kHeadDim = get<2>(TileShape{});
 
-  static constexpr bool kIsPersistent = false;  // the output is staged in the Q buffer (see compute)
-  // The two consumer warpgroups take turns issuing their products, so one's softmax overlaps the other's GEMMs.
-  static constexpr bool kIsMainloopLocked = find_option_t<Tag::kIsMainloopLocked, false_type, Options...>::value;
-  static constexpr int NumLoadWarpGroups = 1;
   static constexpr int NumMmaWarpGroups = 2;
-  static constexpr int StageCount = find_option_t<Tag::kStagesKV, Int<5>, Options...>::value;
-  static constexpr int StageCountQ = NumMmaWarpGroups;
-  static const int kOuterLoads = 1;
+  static constexpr int StageCount = 4;  // K and V tiles share one ring: two KV tiles ahead
+  // Q halves of two work tiles: a persistent producer loads the next tile's Q while the current one computes.
+  static constexpr int StageCountQ = 2 * NumMmaWarpGroups;
 
   using StagesQ = cutlass::gemm::collective::StageCount<StageCountQ>;
   using Stages = cutlass::gemm::collective::StageCount<StageCount>;
@@ -98,31 +92,12 @@ struct MainloopSm90 {
     };
   };
 
-  struct Arguments {
+  struct Params {
     cute::TmaDescriptor q, k, v;  // half-tile box for Q, whole-tile box for K and V (make_descriptor)
     TokenView view;
-    float scale;  // softmax scale applied to q.k
+    float scale_softmax_log2;  // softmax scale applied to q.k, times log2(e)
     TileParams tiles;
   };
-
-  struct Params {
-    cute::TmaDescriptor q, k, v;
-    TokenView view;
-    float scale_softmax_log2;
-    TileParams tiles;
-  };
-
-  template <class ProblemShape>
-  static bool can_implement(ProblemShape const& problem_size, Arguments const& args) {
-    return get<4>(problem_size) == kHeadDim && get<2>(problem_size) % get<0>(TileShape{}) == 0 &&
-           get<3>(problem_size) % kTileRows == 0 && get<0>(TileShape{}) == kTileRows;
-  }
-
-  // problem_size: (batch, heads, tiled query tokens, tiled key tokens, head_dim)
-  template <class ProblemShape>
-  static Params to_underlying_arguments(ProblemShape const&, Arguments const& args, void*) {
-    return Params{args.q, args.k, args.v, args.view, args.scale * 1.4426950408889634f, args.tiles};
-  }
 
   CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
     cute::prefetch_tma_descriptor(&params.q);
@@ -130,17 +105,13 @@ struct MainloopSm90 {
     cute::prefetch_tma_descriptor(&params.v);
   }
 
-  // Producer (one elected thread): both warpgroups' Q halves, then K and V of every tile in the box in loop order,
-  // with Q's second half after the first K so the first product can start early.
-  template <bool kLoadQ, class BlkCoord, class ProblemShape, class LoadWarpBarrier>
-  CUTLASS_DEVICE void load_kv_maybe_q(int, BlkCoord const& blk_coord, Params const& params, ProblemShape const&,
-                                      MainloopPipeline& pipeline, PipelineState& smem_pipe_write,
-                                      MainloopPipelineQ& pipeline_q, PipelineStateQ& smem_pipe_write_q,
-                                      SharedStorage& storage, LoadWarpBarrier&, bool) {
-    static_assert(kLoadQ, "Q is loaded by the K/V producer warp");
+  // Producer (one elected thread of the load warp): both warpgroups' Q halves, then K and V of every tile in the
+  // box in loop order, with Q's second half after the first K so the first product can start early.
+  CUTLASS_DEVICE void load(TileCoord const& at, Params const& params, MainloopPipeline& pipeline,
+                           PipelineState& smem_pipe_write, MainloopPipelineQ& pipeline_q,
+                           PipelineStateQ& smem_pipe_write_q, SharedStorage& storage) {
     if (!cute::elect_one_sync()) return;
-    int q_linear = get<0>(blk_coord);
-    int batch = get<2, 0>(blk_coord), head = get<2, 1>(blk_coord);
+    int q_linear = at.q_linear, batch = at.batch, head = at.head;
     TileBox box = TileBox::make(params.tiles, q_linear);
 
     auto load_q = [&](int wg) {
@@ -172,15 +143,6 @@ struct MainloopSm90 {
       load_kv(&params.v, storage.smem_v.data());
     }
   }
-
-  // The kernel's separate Q-load warp (its kLoadsQSeparately option) is not used: Q comes with K and V above.
-  template <class BlkCoord, class ProblemShape, class LoadWarpBarrier>
-  CUTLASS_DEVICE void load_maybe_q(BlkCoord const&, Params const&, ProblemShape const&, MainloopPipelineQ&,
-                                   PipelineStateQ&, SharedStorage&, LoadWarpBarrier&, bool) {}
-
-  template <class BlkCoord, class ProblemShape, class PipelineReducer, class PipelineStateReducer>
-  CUTLASS_DEVICE void reduce(BlkCoord const&, Params const&, ProblemShape const&, PipelineReducer&,
-                             PipelineStateReducer&, SharedStorage&) {}
 
   // Sets the scores of keys outside each query's neighborhood to -inf. `rows` holds this thread's query windows,
   // `cS_mn` the (row, key) coordinates of its accumulator elements. Three paths, same result: 1D tiles (one interval
@@ -333,17 +295,13 @@ struct MainloopSm90 {
 
   // One consumer warpgroup's pass over the Q tile's box. The products are software-pipelined as in FlashAttention-3:
   // QK^T of tile i and PV of tile i-1 are in flight together, and the softmax of tile i runs while PV(i-1) still
-  // computes. With kIsMainloopLocked, the two warpgroups also take
-  // turns issuing their products, so one's softmax overlaps the other's tensor-core work.
-  template <class BlkCoord, class ProblemShape, class PipelineReducer, class PipelineStateReducer,
-            class MathWgOrderBarrier>
-  CUTLASS_DEVICE auto compute(BlkCoord const& blk_coord, BlkCoord const& wg_coord, Params const& params,
-                              ProblemShape const& problem_size, MainloopPipeline& pipeline,
+  // computes. Returns (normalized output accumulator, log-sum-exp per row, this warpgroup's Q stage in shared
+  // memory); the Q stage stays held until the kernel releases it after the epilogue has stored the output from it.
+  CUTLASS_DEVICE auto compute(TileCoord const& at, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
-                              PipelineStateQ& smem_pipe_read_q, PipelineReducer&, PipelineStateReducer&,
-                              SharedStorage& storage, MathWgOrderBarrier& math_wg_order_barrier) {
+                              PipelineStateQ const& smem_pipe_read_q, SharedStorage& storage) {
     using namespace cutlass::fmha::collective;
-    int thread_idx = int(threadIdx.x);
+    int thread_idx = int(threadIdx.x) % cutlass::NumThreadsPerWarpGroup;  // the products are per warpgroup
 
     TiledMmaQK tiled_mma_qk;
     auto thr_mma_qk = tiled_mma_qk.get_thread_slice(thread_idx);
@@ -358,12 +316,12 @@ struct MainloopSm90 {
     Tensor tOrV = thr_mma_pv.make_fragment_B(thr_mma_pv.partition_B(sV));
 
     // Which keys each of this thread's query rows sees: computed once per Q tile.
-    TileBox box = TileBox::make(params.tiles, get<0>(blk_coord));
+    TileBox box = TileBox::make(params.tiles, at.q_linear);
     Tensor cS = make_identity_tensor(take<0, 2>(TileShapeQK{}));
     Tensor tScS = thr_mma_qk.partition_C(cS);
     Tensor tScS_mn = make_tensor(tScS.data(), layout_acc_mn(tiled_mma_qk, tScS.layout()));
     constexpr int kRows = decltype(size<0>(tScS_mn))::value;
-    int row_base = (get<0>(wg_coord) % NumMmaWarpGroups) * get<0>(TileShapeQK{});
+    int row_base = wg * get<0>(TileShapeQK{});
     RowWindow rows[kRows];
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
@@ -386,12 +344,10 @@ struct MainloopSm90 {
     Tensor acc_qk_mn = make_tensor(acc_qk.data(), layout_acc_mn(tiled_mma_qk, acc_qk.layout()));
     PipelineState k_read = smem_pipe_read;
     pipeline.consumer_wait(k_read);
-    math_wg_order_barrier.wait();
     warpgroup_fence_operand(acc_qk);
     warpgroup_arrive();
     gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, q_stage), tSrK(_, _, _, k_read.index()), acc_qk);
     warpgroup_commit_batch();
-    math_wg_order_barrier.arrive();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_qk);
     pipeline.consumer_release(k_read);
@@ -414,7 +370,6 @@ struct MainloopSm90 {
       k_read = v_read;
       ++k_read;  // K of tile `loop`
       pipeline.consumer_wait(k_read);
-      if constexpr (kIsMainloopLocked) math_wg_order_barrier.wait();
       warpgroup_fence_operand(acc_qk);
       warpgroup_arrive();
       gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, q_stage), tSrK(_, _, _, k_read.index()), acc_qk);
@@ -426,7 +381,6 @@ struct MainloopSm90 {
       warpgroup_arrive();
       pv_product(loop == 1);
       warpgroup_commit_batch();
-      if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
 
       warpgroup_wait<1>();  // scores of tile `loop` are in
       warpgroup_fence_operand(acc_qk);
@@ -452,13 +406,11 @@ struct MainloopSm90 {
     // PV of the last tile.
     if (box.count > 1) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
-    if constexpr (kIsMainloopLocked) math_wg_order_barrier.wait();
     warpgroup_fence_operand(acc_pv);
     warpgroup_fence_operand(p_op);
     warpgroup_arrive();
     pv_product(box.count == 1);
     warpgroup_commit_batch();
-    if constexpr (kIsMainloopLocked) math_wg_order_barrier.arrive();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
     pipeline.consumer_release(v_read);

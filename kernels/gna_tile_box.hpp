@@ -37,6 +37,11 @@ struct TileParams {
   int tiles_per_group;          // product of tiles_per_dim
 };
 
+// One unit of kernel work: the Q tile `q_linear` (index in the tiled sequence) of one (batch, head).
+struct TileCoord {
+  int q_linear, head, batch;
+};
+
 // Per dimension [start, end) of the keys seen by a query at group position `pos` on an axis of `glen` positions.
 GNA_HOST_DEVICE void window_bounds(int pos, int glen, int window, int stride, bool causal, int& start, int& end) {
   int group_first = (pos / stride) * stride;

@@ -3,7 +3,7 @@
 Each schedule's rows carry backend "cutlass" and a "schedule" key; the table shows SOL per schedule so the default
 (`gna_diffusers.backends.cutlass.SCHEDULE`) can be chosen by measurement.
 
-    python scripts/bench_cutlass.py --schedules plain locked --cases flux_4k --out bench/results/cutlass.json
+    python scripts/bench_cutlass.py --schedules persistent single --cases flux_4k --out bench/results/cutlass.json
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # One device call for the cutlass backend: build all configurations, SASS check, GPU tests, benchmark.
-# Usage (on the GPU machine, repo root): OUT=/some/dir [SCHEDULES="plain locked"] [BENCH_CASES="flux_4k ..."] \
+# Usage (on the GPU machine, repo root): OUT=/some/dir [SCHEDULES="persistent single"] [BENCH_CASES="flux_4k ..."] \
 #   scripts/device_cutlass.sh
 set -o pipefail
 export PYTHONUNBUFFERED=1 GNA_KERNEL_CACHE=${GNA_KERNEL_CACHE:-/tmp/gna_kernel_cache}

@@ -46,8 +46,8 @@ NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DN
               "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
 
 # Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
-SCHEDULES = {"plain": [], "locked": ["-DGNA_LOCKED"]}
-SCHEDULE = "plain"
+SCHEDULES = {"persistent": [], "single": ["-DGNA_ONE_TILE_PER_CTA"]}
+SCHEDULE = "persistent"
 
 _build_lock = threading.Lock()
 _extensions: dict[tuple[str, int, str], object] = {}
@@ -107,8 +107,7 @@ def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, sched
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r}; allowed: {', '.join(SCHEDULES)}")
     include, example = cutlass_paths()
-    name = (f"gna_cutlass_sm90_{dtype_name}_d{head_dim}" + ("" if schedule == "plain" else f"_{schedule}")
-            + f"_{sources_digest()}")
+    name = f"gna_cutlass_sm90_{dtype_name}_d{head_dim}_{schedule}_{sources_digest()}"
     build_dir = cache_dir() / name
     build_dir.mkdir(parents=True, exist_ok=True)
     flags = (NVCC_FLAGS + SCHEDULES[schedule] + [f"-DGNA_HEAD_DIM={head_dim}"]

@@ -1,0 +1,122 @@
+// Hopper GNA forward kernel: one producer warpgroup (one elected thread issues every TMA load) and two consumer
+// warpgroups of 64 query rows each, over the mainloop of gna_mainloop_sm90.hpp and the epilogue of
+// gna_epilogue_sm90.hpp.
+//
+// Persistent (kPersistent): one CTA per SM walks the work tiles blockIdx.x, blockIdx.x + gridDim.x, ... The producer
+// runs ahead into the next tile (its Q halves sit in their own stages, its first K/V tiles in the KV ring) while
+// the consumers finish the current one, so launch, first-load latency and the output store are paid once per SM, not
+// once per Q tile. Without it each CTA does one tile (the hardware schedules CTAs, which balances uneven boxes).
+#pragma once
+
+#include "cutlass/arch/reg_reconfig.h"
+#include "cutlass/cutlass.h"
+#include "cutlass/pipeline/pipeline.hpp"
+
+#include "gna_tile_box.hpp"
+
+namespace gna {
+
+template <class Mainloop, class Epilogue, bool kPersistent>
+struct KernelSm90 {
+  static constexpr int kMmaWarpGroups = Mainloop::NumMmaWarpGroups;
+  static constexpr int MaxThreadsPerBlock = (kMmaWarpGroups + 1) * cutlass::NumThreadsPerWarpGroup;
+  static constexpr int MinBlocksPerMultiprocessor = 1;
+  // setmaxnreg: the producer keeps a few registers, the consumers take the rest of the launch allocation
+  // (168 per thread for 384 threads).
+  static constexpr uint32_t kProducerRegisters = 56;
+  static constexpr uint32_t kConsumerRegisters = 224;
+  static_assert(kProducerRegisters + kMmaWarpGroups * kConsumerRegisters <=
+                    (kMmaWarpGroups + 1) * (65536 / MaxThreadsPerBlock / 8 * 8),
+                "register budget exceeds the launch allocation");
+  static_assert(Mainloop::StageCountQ % kMmaWarpGroups == 0, "each warpgroup owns every kMmaWarpGroups-th Q stage");
+
+  using PipelineKV = typename Mainloop::MainloopPipeline;
+  using PipelineQ = typename Mainloop::MainloopPipelineQ;
+
+  struct SharedStorage {
+    typename Mainloop::SharedStorage tensors;
+    alignas(16) typename PipelineKV::SharedStorage kv;
+    alignas(16) typename PipelineQ::SharedStorage q;
+  };
+  static constexpr int SharedStorageSize = sizeof(SharedStorage);
+
+  struct Params {
+    typename Mainloop::Params mainloop;
+    typename Epilogue::Params epilogue;
+    int q_tiles, heads, batch;
+  };
+
+  CUTLASS_HOST_DEVICE static int work_tiles(Params const& p) { return p.q_tiles * p.heads * p.batch; }
+
+  static dim3 grid_shape(Params const& p, int sm_count) {
+    return dim3(kPersistent ? imin(work_tiles(p), sm_count) : work_tiles(p), 1, 1);
+  }
+
+  // Work tile -> (Q tile, head, batch): consecutive tiles are neighboring Q tiles of one head, so the CTAs running
+  // at once share most of their K/V tiles in L2.
+  CUTLASS_DEVICE static TileCoord coord(Params const& p, int tile) {
+    int rest = tile / p.q_tiles;
+    return TileCoord{tile - rest * p.q_tiles, rest % p.heads, rest / p.heads};
+  }
+
+  CUTLASS_DEVICE void operator()(Params const& params, char* smem) {
+    auto& storage = *reinterpret_cast<SharedStorage*>(smem);
+    int warp_group = cutlass::canonical_warp_group_idx();
+    bool load_warp = warp_group == 0 && cutlass::canonical_warp_idx_sync() == 0;
+    bool leader = load_warp && cute::elect_one_sync();
+    if (leader) Mainloop::prefetch_tma_descriptors(params.mainloop);
+
+    typename PipelineKV::Params kv_params;
+    kv_params.transaction_bytes = Mainloop::kInnerLoadBytes;
+    kv_params.is_leader = leader;
+    kv_params.num_consumers = kMmaWarpGroups * cutlass::NumThreadsPerWarpGroup;
+    typename PipelineQ::Params q_params;
+    q_params.transaction_bytes = Mainloop::kOuterLoadBytes;
+    q_params.is_leader = leader;
+    q_params.num_consumers = cutlass::NumThreadsPerWarpGroup;  // each Q stage belongs to one warpgroup
+    if (load_warp) {
+      kv_params.role = PipelineKV::ThreadCategory::Producer;
+      q_params.role = PipelineQ::ThreadCategory::Producer;
+    } else if (warp_group > 0) {
+      kv_params.role = PipelineKV::ThreadCategory::Consumer;
+      q_params.role = PipelineQ::ThreadCategory::Consumer;
+    }
+    PipelineKV pipeline_kv(storage.kv, kv_params, cute::Shape<cute::_1, cute::_1, cute::_1>{});
+    PipelineQ pipeline_q(storage.q, q_params, cute::Shape<cute::_1, cute::_1, cute::_1>{});
+    __syncthreads();  // barrier initialization is visible to every thread
+
+    int step = kPersistent ? int(gridDim.x) : work_tiles(params);
+    Mainloop mainloop;
+    if (warp_group == 0) {
+      cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
+      if (!load_warp) return;
+      auto kv_write = cutlass::make_producer_start_state<PipelineKV>();
+      auto q_write = cutlass::make_producer_start_state<PipelineQ>();
+      CUTLASS_PRAGMA_NO_UNROLL
+      for (int tile = blockIdx.x; tile < work_tiles(params); tile += step) {
+        mainloop.load(coord(params, tile), params.mainloop, pipeline_kv, kv_write, pipeline_q, q_write,
+                      storage.tensors);
+      }
+    } else {
+      cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
+      int wg = warp_group - 1;
+      typename Mainloop::PipelineState kv_read;
+      typename Mainloop::PipelineStateQ q_read;
+      q_read.advance(wg);
+      Epilogue epilogue;
+      CUTLASS_PRAGMA_NO_UNROLL
+      for (int tile = blockIdx.x; tile < work_tiles(params); tile += step) {
+        TileCoord at = coord(params, tile);
+        auto result = mainloop.compute(at, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read,
+                                       storage.tensors);
+        epilogue(at, wg, result, params.epilogue);
+        // The epilogue staged the output in this Q stage and waited until the TMA store had read it: the producer
+        // may now fill it with a later tile's Q.
+        pipeline_q.consumer_release(q_read);
+        q_read.advance(kMmaWarpGroups);
+      }
+    }
+  }
+};
+
+}  // namespace gna
