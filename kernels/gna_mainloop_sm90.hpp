@@ -145,33 +145,24 @@ struct MainloopSm90 {
   }
 
   // Sets the scores of keys outside each query's neighborhood to -inf. `rows` holds this thread's query windows,
-  // `cS_mn` the (row, key) coordinates of its accumulator elements. Three paths, same result: 1D tiles (one interval
-  // over the key offset), tiles whose innermost side is 8 (a 16-bit mask over key offset / 8 and an 8-bit mask over
-  // key offset % 8 per row, a few operations per score), and any other shape (per-dimension comparisons).
+  // `cS_mn` the (row, key) coordinates of its accumulator elements. Two paths, same result: KV tiles whose innermost
+  // side is at least 8 (WideMask: two 16-bit sets per row, one bit test per score) and any other shape
+  // (per-dimension comparisons).
   template <class AccQK, class CoordMN, int kRows>
   CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileParams const& tiles,
                                         int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
-    constexpr int kLast = kMaxDims - 1;
-    if (tiles.tile_log2[0] == 0 && tiles.tile_log2[1] == 0) {
-      int origin = kv[kLast] << tiles.tile_log2[kLast];
+    if (has_wide_inner_tiles(tiles)) {
+      // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from
+      // base fold to constants, so k and e are known at compile time.
+      int base = get<1>(cS_mn(0, 0));
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) {
-        int lo = rows[i].start[kLast] - origin, hi = rows[i].end[kLast] - origin;
+        WideMask mask = WideMask::make(tiles, kv, rows[i]);
         CUTLASS_PRAGMA_UNROLL
         for (int j = 0; j < size<1>(acc_mn); j++) {
-          int col = get<1>(cS_mn(i, j));
-          if (col < lo || col >= hi) acc_mn(i, j) = -INFINITY;
-        }
-      }
-    } else if (has_inner8_tiles(tiles)) {
-      CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < kRows; i++) {
-        uint32_t high, low;
-        inner8_masks(tiles, kv, rows[i], high, low);
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < size<1>(acc_mn); j++) {
-          if (!inner8_allows(high, low, get<1>(cS_mn(i, j)))) acc_mn(i, j) = -INFINITY;
+          int offset = get<1>(cS_mn(i, j)) - base;
+          if (!((mask.keys(base + (offset & 7)) >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
         }
       }
     } else {

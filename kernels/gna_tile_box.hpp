@@ -213,30 +213,49 @@ struct RowWindow {
   }
 };
 
-// Fast mask for tiles of volume 128 whose innermost side is 8: per row, a 16-bit mask over (key offset / 8) and an
-// 8-bit mask over (key offset % 8) whose product is the row's set of neighbors inside the KV tile.
-GNA_HOST_DEVICE bool has_inner8_tiles(TileParams const& p) {
-  return p.tile_log2[kMaxDims - 1] == 3 && p.tile_log2[0] + p.tile_log2[1] == 4;
-}
-
 GNA_HOST_DEVICE uint32_t bit_run(int lo, int hi, int n) {  // bits [lo, hi) clipped to [0, n), n <= 16
   int a = imin(imax(lo, 0), n), b = imax(imin(hi, n), a);
   return (1u << b) - (1u << a);
 }
 
-GNA_HOST_DEVICE void inner8_masks(TileParams const& p, int const (&kv)[kMaxDims], RowWindow const& w,
-                                  uint32_t& high, uint32_t& low) {
-  int t0_log2 = p.tile_log2[0], t1_log2 = p.tile_log2[1];
-  int t0 = 1 << t0_log2, t1 = 1 << t1_log2;
-  uint32_t repeat = 0xFFFFu / ((1u << t1) - 1u);  // a bit at the start of each run of t1 bits
-  uint32_t dim1 = bit_run(w.start[1] - (kv[1] << t1_log2), w.end[1] - (kv[1] << t1_log2), t1);
-  int lo0 = imin(imax(w.start[0] - (kv[0] << t0_log2), 0), t0), hi0 = imin(imax(w.end[0] - (kv[0] << t0_log2), 0), t0);
-  high = (dim1 * repeat) & bit_run(lo0 * t1, hi0 * t1, 16);
-  low = bit_run(w.start[kMaxDims - 1] - (kv[kMaxDims - 1] << 3), w.end[kMaxDims - 1] - (kv[kMaxDims - 1] << 3), 8);
+// The bits of 16 at positions that are multiples of 2^log2 (log2 <= 4): no division.
+GNA_HOST_DEVICE uint32_t every_nth_bit(int log2) {
+  return (log2 > 0 ? 0x5555u : 0xFFFFu) & (log2 > 1 ? 0x3333u : 0xFFFFu) & (log2 > 2 ? 0x0F0Fu : 0xFFFFu) &
+         (log2 > 3 ? 0x00FFu : 0xFFFFu);
 }
 
-GNA_HOST_DEVICE bool inner8_allows(uint32_t high, uint32_t low, int col) {
-  return (high >> (col >> 3)) & (low >> (col & 7)) & 1u;
-}
+// Fast mask for KV tiles (volume 128) whose innermost side is at least 8, 1D tiles included. A key's offset in the
+// tile is col = 8k + l (k < 16, l < 8), and a WGMMA accumulator thread holds, per row, columns base + 8k + e for
+// every k with its own fixed l = base + e. So per row and KV tile the mask is: for each l the thread owns, a 16-bit
+// set over k, built with a few integer operations; testing a score is then one bit test at a constant position.
+GNA_HOST_DEVICE bool has_wide_inner_tiles(TileParams const& p) { return p.tile_log2[kMaxDims - 1] >= 3; }
+
+struct WideMask {
+  uint32_t outer;  // bit k (at multiples of m = innermost side / 8) set where dims 0 and 1 lie in the window
+  int inner_lo, inner_hi;  // the window's innermost interval relative to the KV tile's origin
+  int m;
+
+  GNA_HOST_DEVICE static WideMask make(TileParams const& p, int const (&kv)[kMaxDims], RowWindow const& w) {
+    WideMask mask;
+    int m_log2 = p.tile_log2[2] - 3;
+    int period_log2 = p.tile_log2[1] + m_log2;  // bits of k per position of dim 0
+    mask.m = 1 << m_log2;
+    int period = 1 << period_log2;
+    int origin0 = kv[0] << p.tile_log2[0], origin1 = kv[1] << p.tile_log2[1];
+    uint32_t dim1 =
+        every_nth_bit(m_log2) & bit_run((w.start[1] - origin1) * mask.m, (w.end[1] - origin1) * mask.m, period);
+    mask.outer = (dim1 * every_nth_bit(period_log2)) &
+                 bit_run((w.start[0] - origin0) * period, (w.end[0] - origin0) * period, 16);
+    int origin2 = kv[2] << p.tile_log2[2];
+    mask.inner_lo = w.start[2] - origin2;
+    mask.inner_hi = w.end[2] - origin2;
+    return mask;
+  }
+
+  // The k whose key 8k + l the row sees: inner position 8a + l (a < m) in the window, times the outer bits.
+  GNA_HOST_DEVICE uint32_t keys(int l) const {
+    return outer * bit_run((inner_lo - l + 7) >> 3, (inner_hi - l + 7) >> 3, m);
+  }
+};
 
 }  // namespace gna

@@ -93,10 +93,19 @@ def test_tile_visits_match_brute_force(driver, problem):
             result &= axis[grid_coords[queries, i]][:, grid_coords[keys, i]]
         return result
 
-    per_tile = 2 if natural else 1
-    assert len(lines) == layout.num_tiles * per_tile
+    records: dict[int, dict] = {}  # per Q tile: its visit line, tokens line and masks
+    for line in lines:
+        if line.startswith("tokens"):
+            records[len(records) - 1]["tokens"] = [int(v) for v in line.split()[1:]]
+        elif line.startswith("mask"):
+            fields = [int(v) for v in line.split()[1:]]
+            records[len(records) - 1]["masks"][fields[0]] = fields[1:]
+        else:
+            records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}}
+    assert len(records) == layout.num_tiles
+    masks_checked = 0
     for t in range(layout.num_tiles):
-        fields = [int(v) for v in lines[t * per_tile].split()]
+        fields = records[t]["visit"]
         count, interior, visited = fields[0], fields[1], fields[2:]
         assert len(visited) == count >= 1 and 0 <= interior <= count
         assert len(set(visited)) == count, f"tile {t} visits a KV tile twice: {visited}"
@@ -104,7 +113,7 @@ def test_tile_visits_match_brute_force(driver, problem):
         rows = token[t * 128:(t + 1) * 128]
         queries = rows[rows >= 0]
         if natural:
-            mapped = torch.tensor([int(v) for v in lines[t * per_tile + 1].split()[1:]])
+            mapped = torch.tensor(records[t]["tokens"])
             assert torch.equal(mapped, rows), f"tile {t}: rows map to the wrong tokens"
         if len(queries) == 0:
             continue
@@ -119,3 +128,16 @@ def test_tile_visits_match_brute_force(driver, problem):
             keys = token[u * 128:(u + 1) * 128]
             assert (keys >= 0).all(), f"tile {t}: interior KV tile {u} holds padding"
             assert neighbors(queries, keys).all(), f"tile {t}: interior KV tile {u} is not fully inside the windows"
+        # the kernel's mask of each border KV tile: exactly the real neighbors of every real query row
+        for u, words in records[t]["masks"].items():
+            assert u in visited[interior:], f"tile {t}: mask printed for a KV tile that is not a border tile"
+            keys = token[u * 128:(u + 1) * 128]
+            got = torch.tensor([[(words[4 * r + c // 32] >> (c % 32)) & 1 for c in range(128)] for r in range(128)],
+                               dtype=torch.bool)
+            real = rows >= 0
+            want = neighbors(rows[real], keys.clamp(min=0)) & (keys >= 0)
+            assert torch.equal(got[real], want), f"tile {t}: wrong mask for KV tile {u}"
+            masks_checked += 1
+    if layout.tile[-1] >= 8:
+        assert masks_checked > 0 or all(records[t]["visit"][1] == records[t]["visit"][0]
+                                        for t in (0, layout.num_tiles // 2, layout.num_tiles - 1))

@@ -46,8 +46,8 @@ NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DN
               "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
 
 # Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
-SCHEDULES = {"persistent": [], "single": ["-DGNA_ONE_TILE_PER_CTA"]}
-SCHEDULE = "persistent"
+SCHEDULES = {"single": ["-DGNA_ONE_TILE_PER_CTA"], "persistent": []}
+SCHEDULE = "single"
 
 _build_lock = threading.Lock()
 _extensions: dict[tuple[str, int, str], object] = {}
