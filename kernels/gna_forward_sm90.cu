@@ -28,14 +28,14 @@ constexpr char kElementName[] = "float16";
 // 128 query rows per CTA (two consumer warpgroups of 64), KV tiles of 128 keys: Q and KV tile volume 128.
 using TileShape = cute::Shape<cute::_128, cute::_128, cute::Int<GNA_HEAD_DIM>>;
 
-using Mainloop = gna::MainloopSm90<Element, TileShape>;
-using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
 // GNA_ONE_TILE_PER_CTA (a build-time schedule variant): one work tile per CTA instead of persistent CTAs.
 #ifdef GNA_ONE_TILE_PER_CTA
 constexpr bool kPersistent = false;
 #else
 constexpr bool kPersistent = true;
 #endif
+using Mainloop = gna::MainloopSm90<Element, TileShape, kPersistent ? 2 : 1>;
+using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
 using Kernel = gna::KernelSm90<Mainloop, Epilogue, kPersistent>;
 
 }  // namespace

@@ -24,7 +24,9 @@ using namespace cute;
 // operand majorness for the collective builder.
 using TokenMajorStride = cute::tuple<int, _1, cute::tuple<int, int>>;
 
-template <class Element_, class TileShape_>
+// kQTilesInFlight: work tiles whose Q halves the producer may hold at once (2 for a persistent kernel, which loads
+// the next tile's Q while the current one computes; 1 otherwise, leaving that memory to the K/V ring).
+template <class Element_, class TileShape_, int kQTilesInFlight>
 struct MainloopSm90 {
   using Element = Element_;
   using ElementAccumulatorQK = float;
@@ -33,9 +35,8 @@ struct MainloopSm90 {
   static constexpr int kHeadDim = get<2>(TileShape{});
 
   static constexpr int NumMmaWarpGroups = 2;
-  static constexpr int StageCount = 4;  // K and V tiles share one ring: two KV tiles ahead
-  // Q halves of two work tiles: a persistent producer loads the next tile's Q while the current one computes.
-  static constexpr int StageCountQ = 2 * NumMmaWarpGroups;
+  static constexpr int StageCountQ = kQTilesInFlight * NumMmaWarpGroups;
+  static constexpr int StageCount = kQTilesInFlight == 1 ? 5 : 4;  // K and V tiles take turns in one ring
 
   using StagesQ = cutlass::gemm::collective::StageCount<StageCountQ>;
   using Stages = cutlass::gemm::collective::StageCount<StageCount>;
