@@ -67,11 +67,11 @@ struct KernelSm90 {
     if (leader) Mainloop::prefetch_tma_descriptors(params.mainloop);
 
     typename PipelineKV::Params kv_params;
-    kv_params.transaction_bytes = Mainloop::kInnerLoadBytes;
+    kv_params.transaction_bytes = Mainloop::kKVLoadBytes;
     kv_params.is_leader = leader;
     kv_params.num_consumers = kMmaWarpGroups * cutlass::NumThreadsPerWarpGroup;
     typename PipelineQ::Params q_params;
-    q_params.transaction_bytes = Mainloop::kOuterLoadBytes;
+    q_params.transaction_bytes = Mainloop::kQLoadBytes;
     q_params.is_leader = leader;
     q_params.num_consumers = cutlass::NumThreadsPerWarpGroup;  // each Q stage belongs to one warpgroup
     if (load_warp) {

@@ -78,12 +78,8 @@ struct MainloopSm90 {
   using PipelineState = typename cutlass::PipelineState<MainloopPipeline::Stages>;
   using PipelineStateQ = typename cutlass::PipelineState<MainloopPipelineQ::Stages>;
 
-  static constexpr int kInnerLoadBytes = kKVStage * sizeof(Element);
-  static constexpr int kOuterLoadBytes = kQStage * sizeof(Element);
-
-  using TileShapeOut = TileShapePV;
-  using TiledMmaOut = TiledMmaPV;
-  using ElementOut = ElementAccumulatorPV;
+  static constexpr int kKVLoadBytes = kKVStage * sizeof(Element);
+  static constexpr int kQLoadBytes = kQStage * sizeof(Element);
 
   struct SharedStorage {
     cute::array_aligned<Element, cute::cosize_v<SmemLayoutQ>, 1024> smem_q;

@@ -183,7 +183,8 @@ struct TileCursor {
 };
 
 // The key positions a query row sees, per dimension, in group positions; the mask test for one key tile is then a
-// comparison of the key's offset inside the tile against [start - tile_origin, end - tile_origin).
+// comparison of the key's offset inside the tile against [start - tile_origin, end - tile_origin) (the mainloop's
+// apply_mask, or WideMask below).
 struct RowWindow {
   int start[kMaxDims], end[kMaxDims];
 
@@ -198,18 +199,6 @@ struct RowWindow {
       window_bounds(pos, box.group_len[i], p.window[i], p.stride[i], p.causal[i], w.start[i], w.end[i]);
     }
     return w;
-  }
-
-  // True if the key at offset `col` inside KV tile `kv` is a neighbor (keys past the group's end never are).
-  GNA_HOST_DEVICE bool sees(TileParams const& p, int const (&kv)[kMaxDims], int col) const {
-    bool ok = true;
-    int shift = 0;
-    for (int i = kMaxDims - 1; i >= 0; --i) {
-      int k = (kv[i] << p.tile_log2[i]) + ((col >> shift) & ((1 << p.tile_log2[i]) - 1));
-      shift += p.tile_log2[i];
-      ok = ok && k >= start[i] && k < end[i];
-    }
-    return ok;
   }
 };
 
