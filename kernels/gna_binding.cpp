@@ -17,9 +17,10 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, i
 // q, k, v, out: [batch, tokens, heads, head_dim], tokens in the grid's order (natural) or tiled; lse: [batch, heads,
 // q_tokens] float32 in the same order.
 // tile_params: 7 rows of 3 ints (length, window, stride, dilation, causal, tile_log2, tiles_per_dim), dims padded
-// at the front with length-1 dimensions.
+// at the front with length-1 dimensions. max_ctas: cap on a persistent build's CTAs (0: one per SM).
 void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor& out, at::Tensor& lse,
-             const std::vector<int64_t>& tile_params, double scale, bool natural, int64_t cuda_stream) {
+             const std::vector<int64_t>& tile_params, double scale, bool natural, int64_t max_ctas,
+             int64_t cuda_stream) {
   at::ScalarType dtype = std::string(gna::element_name()) == "bfloat16" ? at::kBFloat16 : at::kHalf;
   check_tensor(q, "query", dtype, 4);
   check_tensor(k, "key", dtype, 4);
@@ -50,7 +51,7 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::
                                         lse.data_ptr<float>(), static_cast<int>(batch), static_cast<int>(heads),
                                         static_cast<int>(q_tokens), static_cast<int>(k.size(1)),
                                         static_cast<int>(head_dim), static_cast<float>(scale), p, natural,
-                                        reinterpret_cast<void*>(cuda_stream));
+                                        static_cast<int>(max_ctas), reinterpret_cast<void*>(cuda_stream));
   TORCH_CHECK(error == nullptr, "GNA cutlass forward: ", error);
 }
 

@@ -24,13 +24,11 @@ struct EpilogueSm90 {
     TileParams tiles;
   };
 
-  // Stores warpgroup `wg`'s rows of Q tile `at` from the mainloop's result (output, lse, staging buffer); returns
-  // once the TMA unit has read the staging buffer.
-  template <class ResultTuple>
-  CUTLASS_DEVICE void operator()(TileCoord const& at, int wg, ResultTuple const& result, Params const& params) {
-    auto const& acc = get<0>(result);
-    auto const& lse = get<1>(result);
-    Element* smem = get<2>(result);
+  // Stores warpgroup `wg`'s rows of Q tile `at`: the normalized output accumulator `acc`, staged in `smem`, and the
+  // log-sum-exp per row; returns once the TMA unit has read the staging buffer.
+  template <class Accumulator, class Lse>
+  CUTLASS_DEVICE void operator()(TileCoord const& at, int wg, Accumulator const& acc, Lse const& lse, Element* smem,
+                                 Params const& params) {
     int q_linear = at.q_linear, batch = at.batch, head = at.head;
     TileBox box = TileBox::make(params.tiles, q_linear);
 

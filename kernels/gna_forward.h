@@ -7,10 +7,11 @@ namespace gna {
 
 // Tensors are [batch, tokens, heads, head_dim] (contiguous): with `natural`, tokens in the grid's row-major order
 // (dilation 1 only), else in the tiled layout (ops/layout.py). lse is [batch, heads, q_tokens] float32, in the same
-// order. Returns nullptr on success, else a message saying what failed.
+// order. A persistent build launches one CTA per SM, or `max_ctas` if that is smaller and > 0. Returns nullptr on
+// success, else a message saying what failed.
 const char* forward_sm90(void const* q, void const* k, void const* v, void* out, float* lse, int batch, int heads,
                          int q_tokens, int kv_tokens, int head_dim, float scale, TileParams const& tiles, bool natural,
-                         void* cuda_stream);
+                         int max_ctas, void* cuda_stream);
 
 // The compiled configuration: 16-bit element kind ("bfloat16" or "float16") and head_dim.
 const char* element_name();

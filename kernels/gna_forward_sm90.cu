@@ -47,7 +47,7 @@ int head_dim() { return GNA_HEAD_DIM; }
 
 const char* forward_sm90(void const* q, void const* k, void const* v, void* out, float* lse, int batch, int heads,
                          int q_tokens, int kv_tokens, int head_dim, float scale, TileParams const& tiles, bool natural,
-                         void* cuda_stream) {
+                         int max_ctas, void* cuda_stream) {
   if (head_dim != GNA_HEAD_DIM) return "head_dim differs from the compiled configuration";
   int tiled_tokens = tiles.tiles_per_group;
   for (int d = 0; d < kMaxDims; ++d) tiled_tokens *= tiles.dilation[d];
@@ -84,6 +84,7 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   if (cudaGetDevice(&device) != cudaSuccess ||
       cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
     return "cannot read the device's multiprocessor count";
+  if (max_ctas > 0) sm_count = imin(sm_count, max_ctas);
   auto kernel = cutlass::device_kernel<Kernel>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize) !=
       cudaSuccess)

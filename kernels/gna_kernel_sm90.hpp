@@ -59,6 +59,13 @@ struct KernelSm90 {
     return TileCoord{tile - rest * p.q_tiles, rest % p.heads, rest / p.heads};
   }
 
+  // The work tiles of one CTA: first, first + step, ... (`count` of them).
+  struct WorkTiles {
+    Params const* params;
+    int first, step, count;
+    CUTLASS_DEVICE TileCoord operator()(int i) const { return coord(*params, first + i * step); }
+  };
+
   CUTLASS_DEVICE void operator()(Params const& params, char* smem) {
     auto& storage = *reinterpret_cast<SharedStorage*>(smem);
     int warp_group = cutlass::canonical_warp_group_idx();
@@ -104,17 +111,12 @@ struct KernelSm90 {
       typename Mainloop::PipelineStateQ q_read;
       q_read.advance(wg);
       Epilogue epilogue;
-      CUTLASS_PRAGMA_NO_UNROLL
-      for (int tile = blockIdx.x; tile < work_tiles(params); tile += step) {
-        TileCoord at = coord(params, tile);
-        auto result = mainloop.compute(at, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read,
-                                       storage.tensors);
-        epilogue(at, wg, result, params.epilogue);
-        // The epilogue staged the output in this Q stage and waited until the TMA store had read it: the producer
-        // may now fill it with a later tile's Q.
-        pipeline_q.consumer_release(q_read);
-        q_read.advance(kMmaWarpGroups);
-      }
+      WorkTiles tiles{&params, int(blockIdx.x), step,
+                      kPersistent ? (work_tiles(params) - int(blockIdx.x) + step - 1) / step : 1};
+      mainloop.compute(tiles, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read, storage.tensors,
+                       [&](TileCoord const& at, auto const& acc, auto const& lse, auto* staging) {
+                         epilogue(at, wg, acc, lse, staging, params.epilogue);
+                       });
     }
   }
 };

@@ -281,13 +281,17 @@ struct MainloopSm90 {
     }
   }
 
-  // One consumer warpgroup's pass over the Q tile's box. The products are software-pipelined as in FlashAttention-3:
-  // QK^T of tile i and PV of tile i-1 are in flight together, and the softmax of tile i runs while PV(i-1) still
-  // computes. Returns (normalized output accumulator, log-sum-exp per row, this warpgroup's Q stage in shared
-  // memory); the Q stage stays held until the kernel releases it after the epilogue has stored the output from it.
-  CUTLASS_DEVICE auto compute(TileCoord const& at, int wg, Params const& params, MainloopPipeline& pipeline,
+  // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles), as
+  // one stream of KV steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of
+  // step i-1 are in flight together, and the softmax of step i runs while PV(i-1) still computes. The stream does
+  // not stop between work tiles: the next tile's first QK^T and softmax overlap the last PV of the one before, and
+  // that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which returns once its output has left the
+  // staging buffer) runs while the next QK^T computes. The staging buffer is the finished tile's Q stage, released
+  // to the producer after the store.
+  template <class WorkTiles, class StoreTile>
+  CUTLASS_DEVICE void compute(WorkTiles const& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
-                              PipelineStateQ const& smem_pipe_read_q, SharedStorage& storage) {
+                              PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, StoreTile&& store_tile) {
     using namespace cutlass::fmha::collective;
     int thread_idx = int(threadIdx.x) % cutlass::NumThreadsPerWarpGroup;  // the products are per warpgroup
 
@@ -303,115 +307,155 @@ struct MainloopSm90 {
     Tensor sV = make_tensor(make_smem_ptr(storage.smem_v.data()), SmemLayoutV{});
     Tensor tOrV = thr_mma_pv.make_fragment_B(thr_mma_pv.partition_B(sV));
 
-    // Which keys each of this thread's query rows sees: computed once per Q tile.
-    TileBox box = TileBox::make(params.tiles, at.q_linear);
     Tensor cS = make_identity_tensor(take<0, 2>(TileShapeQK{}));
     Tensor tScS = thr_mma_qk.partition_C(cS);
     Tensor tScS_mn = make_tensor(tScS.data(), layout_acc_mn(tiled_mma_qk, tScS.layout()));
     constexpr int kRows = decltype(size<0>(tScS_mn))::value;
     int row_base = wg * get<0>(TileShapeQK{});
+
+    // The current work tile: its box, which keys each of this thread's query rows sees, and (while the box's
+    // border is visited) the border tile's coordinates for the mask. KV tiles come interior first (no mask), then
+    // border: gna_tile_box.hpp.
+    int tile = 0;
+    TileCoord at;
+    TileBox box;
     RowWindow rows[kRows];
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
+    TileCursor border;
+    auto begin_tile = [&]() {
+      at = tiles(tile);
+      box = TileBox::make(params.tiles, at.q_linear);
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
+      if (box.interior_count == 0) border = TileCursor::first(box);
+      pipeline_q.consumer_wait(smem_pipe_read_q);
+    };
 
     Tensor acc_pv = partition_fragment_C(tiled_mma_pv, take<0, 2>(TileShapePV{}));
     Tensor acc_pv_mn = make_tensor(acc_pv.data(), layout_acc_mn(tiled_mma_pv, acc_pv.layout()));
     static_assert(decltype(size<0>(acc_pv_mn))::value == kRows, "QK and PV accumulators must share rows");
     OnlineSoftmax<kRows> softmax{{}, {}, params.scale_softmax_log2};
 
-    // KV tiles come interior first (no mask), then border (mask): gna_tile_box.hpp. The border cursor gives the
-    // coordinates the mask needs.
-    TileCursor border;
-    if (box.interior_count == 0) border = TileCursor::first(box);
+    // The finished tile whose last PV is in flight or whose output is still to be stored.
+    TileCoord done_at;
+    PipelineStateQ done_q;
+    OnlineSoftmax<kRows> done_softmax;
+    auto store = [&]() {
+      float lse_rows[kRows];
+      done_softmax.finish(acc_pv_mn, lse_rows);
+      Tensor lse = make_tensor<float>(Int<kRows>{});
+      CUTLASS_PRAGMA_UNROLL
+      for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
+      store_tile(done_at, acc_pv, lse, storage.smem_q.data() + done_q.index() * kQStage);
+      pipeline_q.consumer_release(done_q);
+    };
 
-    pipeline_q.consumer_wait(smem_pipe_read_q);
-    auto q_stage = smem_pipe_read_q.index();
-
-    // KV tile 0: scores and probabilities; its PV product is issued with the next tile's scores.
+    // Step 0 of the first tile: scores and probabilities; its PV product is issued with the next step's scores.
+    begin_tile();
     Tensor acc_qk = partition_fragment_C(tiled_mma_qk, take<0, 2>(TileShapeQK{}));
     Tensor acc_qk_mn = make_tensor(acc_qk.data(), layout_acc_mn(tiled_mma_qk, acc_qk.layout()));
     PipelineState k_read = smem_pipe_read;
     pipeline.consumer_wait(k_read);
     warpgroup_fence_operand(acc_qk);
     warpgroup_arrive();
-    gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, q_stage), tSrK(_, _, _, k_read.index()), acc_qk);
+    gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
     warpgroup_commit_batch();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_qk);
     pipeline.consumer_release(k_read);
     PipelineState v_read = k_read;
-    ++v_read;  // V of tile 0
+    ++v_read;  // V of step 0
     if (box.interior_count == 0) apply_mask(acc_qk, tScS_mn, params.tiles, border.kv, rows);
     softmax.first(acc_qk_mn);
     Tensor p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
 
-    // One KV tile: QK^T of tile `loop` and PV of tile `loop - 1` in flight together; the output's rescale for the
-    // running max of tile `loop - 1` is applied while QK^T computes, just before PV is issued.
-    float correction[kRows];
-    // PV of the tile in v_read; the first one overwrites the accumulator. The choice is the WGMMA's runtime
-    // scale-d operand, not a branch: a branch around WGMMAs makes ptxas serialize them (warning C7519).
-    auto pv_product = [&](bool first) {
-      tiled_mma_pv.accumulate_ = first ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
+    float correction[kRows];  // the output's rescale for the running max of the step whose PV is pending
+    bool pv_first = true;     // the pending PV is its tile's first: it overwrites the accumulator
+    bool store_due = false;   // done_* holds a tile whose output is complete in acc_pv
+    // The pending PV. Overwrite or accumulate is the WGMMA's runtime scale-d operand, not a branch: a branch around
+    // WGMMAs makes ptxas serialize them (warning C7519).
+    auto pv_product = [&]() {
+      tiled_mma_pv.accumulate_ = pv_first ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
       gemm_reset_zero_acc(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
     };
-    auto step = [&](int loop, bool masked) {
+
+    int loop = 1;  // KV step inside the current tile
+    CUTLASS_PRAGMA_NO_UNROLL
+    while (true) {
+      if (loop == box.count) {  // the next step is the next work tile's first
+        if (tile + 1 == tiles.count) break;
+        done_at = at;
+        done_q = smem_pipe_read_q;
+        ++tile;
+        smem_pipe_read_q.advance(NumMmaWarpGroups);  // this warpgroup's next Q stage
+        begin_tile();
+        loop = 0;
+      }
+      bool masked = loop >= box.interior_count;
+      if (masked && loop > 0) border.advance(box, loop);
+
       k_read = v_read;
-      ++k_read;  // K of tile `loop`
+      ++k_read;  // K of this step
       pipeline.consumer_wait(k_read);
       warpgroup_fence_operand(acc_qk);
       warpgroup_arrive();
-      gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, q_stage), tSrK(_, _, _, k_read.index()), acc_qk);
+      gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
       warpgroup_commit_batch();
-      if (loop > 1) rescale(acc_pv_mn, correction);
+      if (store_due) store();  // while QK^T computes; the pending PV (a new tile's first) overwrites acc_pv
+      store_due = false;
+      if (!pv_first) rescale(acc_pv_mn, correction);
       pipeline.consumer_wait(v_read);
       warpgroup_fence_operand(acc_pv);
       warpgroup_fence_operand(p_op);
       warpgroup_arrive();
-      pv_product(loop == 1);
+      pv_product();
       warpgroup_commit_batch();
 
-      warpgroup_wait<1>();  // scores of tile `loop` are in
+      warpgroup_wait<1>();  // scores of this step are in
       warpgroup_fence_operand(acc_qk);
       pipeline.consumer_release(k_read);
       if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, border.kv, rows);
-      softmax.next(acc_qk_mn, correction);
+      if (loop == 0) {
+        done_softmax = softmax;
+        softmax.first(acc_qk_mn);
+      } else {
+        softmax.next(acc_qk_mn, correction);
+      }
 
-      warpgroup_wait<0>();  // PV of tile `loop - 1` is in
+      warpgroup_wait<0>();  // the pending PV is in: for a new tile, the finished one's output is complete
       warpgroup_fence_operand(acc_pv);
       pipeline.consumer_release(v_read);
       v_read = k_read;
       ++v_read;
       p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
-    };
-
-    CUTLASS_PRAGMA_NO_UNROLL
-    for (int loop = 1; loop < box.count; ++loop) {
-      bool masked = loop >= box.interior_count;
-      if (masked) border.advance(box, loop);
-      step(loop, masked);
+      pv_first = loop == 0;
+      store_due = loop == 0;
+      // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup).
+      if (store_due && box.count == 1) {
+        store();
+        store_due = false;
+      }
+      ++loop;
     }
 
-    // PV of the last tile.
-    if (box.count > 1) rescale(acc_pv_mn, correction);
+    // PV of the last step, then the last two outputs.
+    if (store_due) store();
+    if (!pv_first) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
     warpgroup_fence_operand(acc_pv);
     warpgroup_fence_operand(p_op);
     warpgroup_arrive();
-    pv_product(box.count == 1);
+    pv_product();
     warpgroup_commit_batch();
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
     pipeline.consumer_release(v_read);
     smem_pipe_read = v_read;
     ++smem_pipe_read;
-
-    float lse_rows[kRows];
-    softmax.finish(acc_pv_mn, lse_rows);
-    Tensor lse = make_tensor<float>(Int<kRows>{});
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
-    // The epilogue stages the output in this warpgroup's Q buffer: Q is no longer read.
-    return make_tuple(acc_pv, lse, storage.smem_q.data() + q_stage * kQStage);
+    done_at = at;
+    done_q = smem_pipe_read_q;
+    done_softmax = softmax;
+    store();
+    smem_pipe_read_q.advance(NumMmaWarpGroups);
   }
 };
 

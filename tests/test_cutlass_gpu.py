@@ -132,6 +132,16 @@ def test_cutlass_matches_reference(index):
     _run_one(cfg, seed=1000 + index)
 
 
+@pytest.mark.parametrize("index", range(0, len(_configs()), 3))
+def test_persistent_ctas_walk_many_tiles(index, monkeypatch):
+    """The persistent schedule with its CTAs capped at a handful: each CTA walks many work tiles (one-KV-tile tiles
+    and padding tiles included), so its pipeline crosses tile boundaries."""
+    _needs_hopper()
+    monkeypatch.setattr(cutlass, "SCHEDULE", "persistent")
+    monkeypatch.setattr(cutlass, "MAX_CTAS", 1 + index % 5)
+    _run_one(_configs()[index], seed=5000 + index)
+
+
 def test_auto_prefers_cutlass_on_hopper():
     _needs_hopper()
     q = torch.randn(1, 64, 2, 128, device="cuda", dtype=torch.bfloat16)

@@ -48,6 +48,8 @@ NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DN
 # Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
 SCHEDULES = {"single": ["-DGNA_ONE_TILE_PER_CTA"], "persistent": []}
 SCHEDULE = "single"
+# Cap on the CTAs a persistent build launches (None: one per SM); tests set it small so each CTA walks many tiles.
+MAX_CTAS: Optional[int] = None
 
 _build_lock = threading.Lock()
 _extensions: dict[tuple[str, int, str], object] = {}
@@ -208,7 +210,7 @@ def _kernel_call(inputs: GNAInputs, flat: tuple[int, ...], natural: bool) -> Cal
             out = torch.empty_like(q)
         if lse is None:
             lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device, dtype=torch.float32)
-        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural,
+        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural, MAX_CTAS or 0,
                     torch.cuda.current_stream(q.device).cuda_stream)
         return out, lse
 

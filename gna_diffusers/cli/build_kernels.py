@@ -15,6 +15,8 @@ def add_parser(subparsers) -> None:
                               description=__doc__.splitlines()[0])
     p.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"], choices=["bfloat16", "float16"])
     p.add_argument("--head-dims", nargs="+", type=int, default=[64, 128], choices=[64, 128])
+    p.add_argument("--schedules", nargs="+", default=None,
+                   help="kernel schedules to build (default: the one the backend uses); see backends/cutlass.py")
     p.add_argument("--jobs", type=int, default=4, help="configurations compiled at once (default 4)")
     p.add_argument("--show-compiler", action="store_true", help="show the compiler commands and output")
     p.set_defaults(func=run)
@@ -28,12 +30,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.jobs < 1:
         raise ValueError(f"--jobs={args.jobs}; it must be >= 1")
-    configs = [(d, h) for d in args.dtypes for h in args.head_dims]
+    schedules = args.schedules or [cutlass.SCHEDULE]
+    for schedule in schedules:
+        if schedule not in cutlass.SCHEDULES:
+            raise ValueError(f"--schedules {schedule}; allowed: {', '.join(cutlass.SCHEDULES)}")
+    configs = [(d, h, s) for d in args.dtypes for h in args.head_dims for s in schedules]
 
-    def build(config: tuple[str, int]) -> tuple[tuple[str, int], float, str]:
+    def build(config: tuple[str, int, str]) -> tuple[tuple[str, int, str], float, str]:
         start = time.perf_counter()
         try:
-            cutlass.build_extension(*config, verbose=args.show_compiler)
+            cutlass.build_extension(*config[:2], verbose=args.show_compiler, schedule=config[2])
             return config, time.perf_counter() - start, "ok"
         except Exception as err:  # report every configuration, then fail
             return config, time.perf_counter() - start, f"FAILED: {err}"
@@ -41,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"building {len(configs)} configuration(s) into {cutlass.cache_dir()}")
     failed = 0
     with ThreadPoolExecutor(max_workers=min(args.jobs, len(configs))) as pool:
-        for (dtype, head_dim), seconds, status in pool.map(build, configs):
-            print(f"  {dtype:9} head_dim {head_dim:3}  {seconds:6.1f} s  {status}")
+        for (dtype, head_dim, schedule), seconds, status in pool.map(build, configs):
+            print(f"  {dtype:9} head_dim {head_dim:3}  {schedule:10}  {seconds:6.1f} s  {status}")
             failed += status != "ok"
     return 1 if failed else 0
