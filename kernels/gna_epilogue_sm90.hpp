@@ -42,8 +42,7 @@ struct EpilogueSm90 {
     for (int i = 0; i < size(acc); ++i) tOrO(i) = Element(acc(i));
     cute::copy(tOrO, tOsO);
     cutlass::arch::fence_view_async_shared();  // make the writes visible to the TMA unit
-    cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup,
-                                      int(cutlass::arch::ReservedNamedBarriers::FirstUserBarrier) + wg);
+    cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, Mainloop::kEpilogueBarrier + wg);
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) {
       int c[kMaxDims];
       params.view.half_origin(q_linear, box.q_tile, wg, c);

@@ -34,7 +34,13 @@ constexpr bool kPersistent = false;
 #else
 constexpr bool kPersistent = true;
 #endif
-using Mainloop = gna::MainloopSm90<Element, TileShape, kPersistent ? 2 : 1>;
+// GNA_LOCKSTEP (a build-time variant): the consumer warpgroups issue their products at will instead of taking turns.
+#ifdef GNA_LOCKSTEP
+constexpr bool kPingPong = false;
+#else
+constexpr bool kPingPong = true;
+#endif
+using Mainloop = gna::MainloopSm90<Element, TileShape, kPersistent ? 2 : 1, kPingPong>;
 using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
 using Kernel = gna::KernelSm90<Mainloop, Epilogue, kPersistent>;
 

@@ -39,6 +39,7 @@ struct KernelSm90 {
     alignas(16) typename PipelineQ::SharedStorage q;
   };
   static constexpr int SharedStorageSize = sizeof(SharedStorage);
+  static_assert(SharedStorageSize <= 227 * 1024, "shared memory exceeds what one Hopper CTA may take");
 
   struct Params {
     typename Mainloop::Params mainloop;

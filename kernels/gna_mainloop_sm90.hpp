@@ -25,8 +25,10 @@ using namespace cute;
 using TokenMajorStride = cute::tuple<int, _1, cute::tuple<int, int>>;
 
 // kQTilesInFlight: work tiles whose Q halves the producer may hold at once (2 for a persistent kernel, which loads
-// the next tile's Q while the current one computes; 1 otherwise, leaving that memory to the K/V ring).
-template <class Element_, class TileShape_, int kQTilesInFlight>
+// the next tile's Q while the current one computes; 1 otherwise).
+// kPingPong: the two consumer warpgroups take turns issuing their products (as in FlashAttention-3), so that one's
+// softmax and mask run while the other's products keep the tensor cores busy; else both issue at will.
+template <class Element_, class TileShape_, int kQTilesInFlight, bool kPingPong>
 struct MainloopSm90 {
   using Element = Element_;
   using ElementAccumulatorQK = float;
@@ -36,7 +38,11 @@ struct MainloopSm90 {
 
   static constexpr int NumMmaWarpGroups = 2;
   static constexpr int StageCountQ = kQTilesInFlight * NumMmaWarpGroups;
-  static constexpr int StageCount = kQTilesInFlight == 1 ? 5 : 4;  // K and V tiles take turns in one ring
+  static constexpr int StageCount = 5;  // K and V tiles take turns in one ring
+
+  // Named barriers (CUTLASS user ids; add the warpgroup): the epilogue's staging and the ping-pong turns.
+  static constexpr uint32_t kEpilogueBarrier = 0;
+  static constexpr uint32_t kTurnBarrier = NumMmaWarpGroups;
 
   using StagesQ = cutlass::gemm::collective::StageCount<StageCountQ>;
   using Stages = cutlass::gemm::collective::StageCount<StageCount>;
@@ -272,6 +278,16 @@ struct MainloopSm90 {
     }
   };
 
+  // Ping-pong turns: warpgroup `wg` waits for its turn before issuing its products and passes it on after.
+  CUTLASS_DEVICE static void wait_turn(int wg) {
+    if constexpr (kPingPong) cutlass::arch::NamedBarrier::sync(2 * cutlass::NumThreadsPerWarpGroup, kTurnBarrier + wg);
+  }
+  CUTLASS_DEVICE static void pass_turn(int wg) {
+    if constexpr (kPingPong) {
+      cutlass::arch::NamedBarrier::arrive(2 * cutlass::NumThreadsPerWarpGroup, kTurnBarrier + (1 - wg));
+    }
+  }
+
   template <class AccMN, int kRows>
   CUTLASS_DEVICE static void rescale(AccMN& o, float const (&factor)[kRows]) {
     CUTLASS_PRAGMA_UNROLL
@@ -355,10 +371,14 @@ struct MainloopSm90 {
     Tensor acc_qk_mn = make_tensor(acc_qk.data(), layout_acc_mn(tiled_mma_qk, acc_qk.layout()));
     PipelineState k_read = smem_pipe_read;
     pipeline.consumer_wait(k_read);
+    static_assert(!kPingPong || NumMmaWarpGroups == 2, "ping-pong takes two consumer warpgroups");
+    if (kPingPong && wg == 1) pass_turn(1);  // warpgroup 0 goes first
+    wait_turn(wg);
     warpgroup_fence_operand(acc_qk);
     warpgroup_arrive();
     gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
     warpgroup_commit_batch();
+    pass_turn(wg);
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_qk);
     pipeline.consumer_release(k_read);
@@ -396,6 +416,7 @@ struct MainloopSm90 {
       k_read = v_read;
       ++k_read;  // K of this step
       pipeline.consumer_wait(k_read);
+      wait_turn(wg);
       warpgroup_fence_operand(acc_qk);
       warpgroup_arrive();
       gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
@@ -409,6 +430,7 @@ struct MainloopSm90 {
       warpgroup_arrive();
       pv_product();
       warpgroup_commit_batch();
+      pass_turn(wg);
 
       warpgroup_wait<1>();  // scores of this step are in
       warpgroup_fence_operand(acc_qk);
@@ -441,11 +463,13 @@ struct MainloopSm90 {
     if (store_due) store();
     if (!pv_first) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
+    wait_turn(wg);
     warpgroup_fence_operand(acc_pv);
     warpgroup_fence_operand(p_op);
     warpgroup_arrive();
     pv_product();
     warpgroup_commit_batch();
+    pass_turn(wg);
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
     pipeline.consumer_release(v_read);

@@ -46,7 +46,8 @@ NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DN
               "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
 
 # Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu); SCHEDULE is the one the backend uses.
-SCHEDULES = {"single": ["-DGNA_ONE_TILE_PER_CTA"], "persistent": []}
+SCHEDULES = {"single": ["-DGNA_ONE_TILE_PER_CTA"], "persistent": [],
+             "single_lockstep": ["-DGNA_ONE_TILE_PER_CTA", "-DGNA_LOCKSTEP"], "persistent_lockstep": ["-DGNA_LOCKSTEP"]}
 SCHEDULE = "single"
 # Cap on the CTAs a persistent build launches (None: one per SM); tests set it small so each CTA walks many tiles.
 MAX_CTAS: Optional[int] = None
