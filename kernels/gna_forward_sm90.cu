@@ -34,13 +34,7 @@ constexpr bool kPersistent = false;
 #else
 constexpr bool kPersistent = true;
 #endif
-// GNA_LOCKSTEP (a build-time variant): the consumer warpgroups issue their products at will instead of taking turns.
-#ifdef GNA_LOCKSTEP
-constexpr bool kPingPong = false;
-#else
-constexpr bool kPingPong = true;
-#endif
-using Mainloop = gna::MainloopSm90<Element, TileShape, kPersistent ? 2 : 1, kPingPong>;
+using Mainloop = gna::MainloopSm90<Element, TileShape, kPersistent ? 2 : 1>;
 using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
 using Kernel = gna::KernelSm90<Mainloop, Epilogue, kPersistent>;
 

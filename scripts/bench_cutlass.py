@@ -1,7 +1,7 @@
 """Time the cutlass backend's build-time schedules against dense cuDNN SDPA (same records as bench_attention.py).
 
 Each schedule's rows carry backend "cutlass" and a "schedule" key; the table shows SOL per schedule so the default
-(`gna_diffusers.backends.cutlass.SCHEDULE`) can be chosen by measurement.
+(`gna_diffusers.backends.cutlass.schedule_for`) can be chosen by measurement.
 
     python scripts/bench_cutlass.py --schedules persistent single --cases flux_4k --out bench/results/cutlass.json
 """

@@ -7,7 +7,7 @@ export PYTHONUNBUFFERED=1 GNA_KERNEL_CACHE=${GNA_KERNEL_CACHE:-/tmp/gna_kernel_c
 OUT=${OUT:-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
-python3 -m gna_diffusers build-kernels --jobs 8 --schedules single persistent || exit 1
+python3 -m gna_diffusers build-kernels --jobs 8 || exit 1
 for so in "$GNA_KERNEL_CACHE"/*/*.so; do
   echo "$(basename "$so"): HGMMA $(cuobjdump -sass "$so" | grep -c HGMMA), local-memory ops $(cuobjdump -sass "$so" | grep -cE '\b(LDL|STL)\b')"
 done

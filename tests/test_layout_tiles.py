@@ -123,3 +123,22 @@ def test_suggestions_are_fully_block_sparse() -> None:
 def test_simulator_is_instant_on_a_million_tokens() -> None:
     r = simulate((64, 128, 128), (16, 32, 32), (8, 16, 16))
     assert r.tokens == 64 * 128 * 128 and r.visited_tiles > 0
+
+
+def test_cutlass_schedule_follows_masked_tiles(monkeypatch) -> None:
+    """Persistent CTAs exactly when no visited tile pair needs the mask (block_table, checked against the brute force
+    above, is the independent count)."""
+    from gna_diffusers.backends import cutlass
+    blocked = GNAParams.make((30, 48, 80), (18, 24, 24), (16, 8, 8))
+    stride1 = GNAParams.make((30, 48, 80), (18, 24, 24), 1)
+    dense = GNAParams.make((64, 64), (64, 64))
+    padded = GNAParams.make((60, 60), (60, 60))
+    monkeypatch.setattr(cutlass, "SCHEDULE", None)
+    for params in (blocked, stride1, dense, padded):
+        layout, _ = cutlass._plan(params)
+        table = block_table(params, layout, layout)
+        expected = "persistent" if not (table == 1).any() else "single"
+        assert cutlass.schedule_for(params) == expected
+    assert [cutlass.schedule_for(p) for p in (blocked, stride1, dense)] == ["persistent", "single", "persistent"]
+    monkeypatch.setattr(cutlass, "SCHEDULE", "single")
+    assert cutlass.schedule_for(blocked) == "single"

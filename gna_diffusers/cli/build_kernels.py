@@ -16,7 +16,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"], choices=["bfloat16", "float16"])
     p.add_argument("--head-dims", nargs="+", type=int, default=[64, 128], choices=[64, 128])
     p.add_argument("--schedules", nargs="+", default=None,
-                   help="kernel schedules to build (default: the one the backend uses); see backends/cutlass.py")
+                   help="kernel schedules to build (default: all, since the backend picks one per problem)")
     p.add_argument("--jobs", type=int, default=4, help="configurations compiled at once (default 4)")
     p.add_argument("--show-compiler", action="store_true", help="show the compiler commands and output")
     p.set_defaults(func=run)
@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.jobs < 1:
         raise ValueError(f"--jobs={args.jobs}; it must be >= 1")
-    schedules = args.schedules or [cutlass.SCHEDULE]
+    schedules = args.schedules or list(cutlass.SCHEDULES)
     for schedule in schedules:
         if schedule not in cutlass.SCHEDULES:
             raise ValueError(f"--schedules {schedule}; allowed: {', '.join(cutlass.SCHEDULES)}")
