@@ -24,10 +24,14 @@ struct EpilogueSm90 {
     TileParams tiles;
   };
 
-  // Writes warpgroup `wg`'s normalized output accumulator into its staging buffer `smem` (Element, the layout
-  // of one Q stage); after this the accumulator may be overwritten.
-  template <class Accumulator>
-  CUTLASS_DEVICE static void stage(Accumulator const& acc, Element* smem) {
+  // Stores warpgroup `wg`'s rows of Q tile `at`: the normalized output accumulator `acc`, staged in `smem`, and the
+  // log-sum-exp per row; returns once the TMA unit has read the staging buffer.
+  template <class Accumulator, class Lse>
+  CUTLASS_DEVICE void operator()(TileCoord const& at, int wg, Accumulator const& acc, Lse const& lse, Element* smem,
+                                 Params const& params) {
+    int q_linear = at.q_linear, batch = at.batch, head = at.head;
+    TileBox box = TileBox::make(params.tiles, q_linear);
+
     using TiledMma = typename Mainloop::TiledMmaPV;
     TiledMma tiled_mma;
     auto thr_mma = tiled_mma.get_thread_slice(threadIdx.x % cutlass::NumThreadsPerWarpGroup);
@@ -37,15 +41,6 @@ struct EpilogueSm90 {
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < size(acc); ++i) tOrO(i) = Element(acc(i));
     cute::copy(tOrO, tOsO);
-  }
-
-  // Stores warpgroup `wg`'s rows of Q tile `at`: the output staged in `smem` by `stage` and the log-sum-exp per
-  // row; returns once the TMA unit has read the staging buffer.
-  template <class Lse>
-  CUTLASS_DEVICE void operator()(TileCoord const& at, int wg, Lse const& lse, Element* smem,
-                                 Params const& params) const {
-    int q_linear = at.q_linear, batch = at.batch, head = at.head;
-    TileBox box = TileBox::make(params.tiles, q_linear);
     cutlass::arch::fence_view_async_shared();  // make the writes visible to the TMA unit
     cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, Mainloop::kEpilogueBarrier + wg);
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) {
@@ -55,8 +50,6 @@ struct EpilogueSm90 {
       cute::tma_store_arrive();
     }
 
-    typename Mainloop::TiledMmaPV tiled_mma;
-    auto thr_mma = tiled_mma.get_thread_slice(threadIdx.x % cutlass::NumThreadsPerWarpGroup);
     Tensor cO = make_identity_tensor(take<0, 2>(typename Mainloop::TileShapePV{}));
     Tensor tOcO = thr_mma.partition_C(cO);
     auto tOcO_mn = make_tensor(tOcO.data(), cutlass::fmha::collective::layout_acc_mn(tiled_mma, tOcO.layout()));

@@ -299,14 +299,13 @@ struct MainloopSm90 {
   // one stream of KV steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of
   // step i-1 are in flight together, and the softmax of step i runs while PV(i-1) still computes. The stream does
   // not stop between work tiles: the next tile's first QK^T and softmax overlap the last PV of the one before, and
-  // that tile's epilogue (Epilogue::stage into the finished tile's Q stage, then the epilogue's store, which returns
-  // once the output has left that stage) runs while the next products compute. The Q stage is then released to the
-  // producer.
-  template <class WorkTiles, class Epilogue>
+  // that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which returns once its output has left the
+  // staging buffer) runs while the next QK^T computes. The staging buffer is the finished tile's Q stage, released
+  // to the producer after the store.
+  template <class WorkTiles, class StoreTile>
   CUTLASS_DEVICE void compute(WorkTiles const& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
-                              PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, Epilogue const& epilogue,
-                              typename Epilogue::Params const& epilogue_params) {
+                              PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, StoreTile&& store_tile) {
     using namespace cutlass::fmha::collective;
     int thread_idx = int(threadIdx.x) % cutlass::NumThreadsPerWarpGroup;  // the products are per warpgroup
 
@@ -336,12 +335,13 @@ struct MainloopSm90 {
     TileBox box;
     RowWindow rows[kRows];
     TileCursor border;
-    // The current tile's box, row windows and (for a box with no interior) first border tile.
-    auto begin_box = [&]() {
+    auto begin_tile = [&]() {
+      at = tiles(tile);
       box = TileBox::make(params.tiles, at.q_linear);
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
       if (box.interior_count == 0) border = TileCursor::first(box);
+      pipeline_q.consumer_wait(smem_pipe_read_q);
     };
 
     Tensor acc_pv = partition_fragment_C(tiled_mma_pv, take<0, 2>(TileShapePV{}));
@@ -349,29 +349,22 @@ struct MainloopSm90 {
     static_assert(decltype(size<0>(acc_pv_mn))::value == kRows, "QK and PV accumulators must share rows");
     OnlineSoftmax<kRows> softmax{{}, {}, params.scale_softmax_log2};
 
-    // The finished tile: its last PV is in flight, or its output waits in its staging buffer (its own Q stage) to
-    // be stored. Taking the output (normalize, write to the staging buffer) frees acc_pv for the next tile's first
-    // PV; the store itself (TMA, log-sum-exp) then runs after that PV is issued.
+    // The finished tile whose last PV is in flight or whose output is still to be stored.
+    TileCoord done_at;
     PipelineStateQ done_q;
     OnlineSoftmax<kRows> done_softmax;
-    Tensor lse = make_tensor<float>(Int<kRows>{});
-    auto staging = [&]() { return storage.smem_q.data() + done_q.index() * kQStage; };
-    auto take_output = [&]() {
+    auto store = [&]() {
       float lse_rows[kRows];
       done_softmax.finish(acc_pv_mn, lse_rows);
+      Tensor lse = make_tensor<float>(Int<kRows>{});
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
-      Epilogue::stage(acc_pv, staging());
-    };
-    auto store_output = [&](int done_tile) {
-      epilogue(tiles(done_tile), wg, lse, staging(), epilogue_params);
+      store_tile(done_at, acc_pv, lse, storage.smem_q.data() + done_q.index() * kQStage);
       pipeline_q.consumer_release(done_q);
     };
 
     // Step 0 of the first tile: scores and probabilities; its PV product is issued with the next step's scores.
-    at = tiles(0);
-    begin_box();
-    pipeline_q.consumer_wait(smem_pipe_read_q);
+    begin_tile();
     Tensor acc_qk = partition_fragment_C(tiled_mma_qk, take<0, 2>(TileShapeQK{}));
     Tensor acc_qk_mn = make_tensor(acc_qk.data(), layout_acc_mn(tiled_mma_qk, acc_qk.layout()));
     PipelineState k_read = smem_pipe_read;
@@ -408,12 +401,15 @@ struct MainloopSm90 {
     while (true) {
       if (loop == box.count) {  // the next step is the next work tile's first
         if (tile + 1 == tiles.count) break;
+        done_at = at;
         done_q = smem_pipe_read_q;
-        at = tiles(++tile);
+        ++tile;
         smem_pipe_read_q.advance(NumMmaWarpGroups);  // this warpgroup's next Q stage
-        pipeline_q.consumer_wait(smem_pipe_read_q);
+        begin_tile();
         loop = 0;
       }
+      bool masked = loop >= box.interior_count;
+      if (masked && loop > 0) border.advance(box, loop);
 
       k_read = v_read;
       ++k_read;  // K of this step
@@ -423,7 +419,8 @@ struct MainloopSm90 {
       warpgroup_arrive();
       gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
       warpgroup_commit_batch();
-      if (store_due) take_output();  // the pending PV is a new tile's first: it overwrites acc_pv
+      if (store_due) store();  // while QK^T computes; the pending PV (a new tile's first) overwrites acc_pv
+      store_due = false;
       if (!pv_first) rescale(acc_pv_mn, correction);
       pipeline.consumer_wait(v_read);
       warpgroup_fence_operand(acc_pv);
@@ -432,13 +429,6 @@ struct MainloopSm90 {
       pv_product();
       warpgroup_commit_batch();
       pass_turn(wg);
-
-      // While the products compute: the finished tile's store, a new tile's box.
-      if (store_due) store_output(tile - 1);
-      store_due = false;
-      if (loop == 0) begin_box();
-      bool masked = loop >= box.interior_count;
-      if (masked && loop > 0) border.advance(box, loop);
 
       warpgroup_wait<1>();  // scores of this step are in
       warpgroup_fence_operand(acc_qk);
@@ -461,15 +451,14 @@ struct MainloopSm90 {
       store_due = loop == 0;
       // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup).
       if (store_due && box.count == 1) {
-        take_output();
-        store_output(tile - 1);
+        store();
         store_due = false;
       }
       ++loop;
     }
 
-    // PV of the last step, then the last one or two outputs.
-    if (store_due) take_output();
+    // PV of the last step, then the last two outputs.
+    if (store_due) store();
     if (!pv_first) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
     wait_turn(wg);
@@ -479,16 +468,15 @@ struct MainloopSm90 {
     pv_product();
     warpgroup_commit_batch();
     pass_turn(wg);
-    if (store_due) store_output(tile - 1);
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
     pipeline.consumer_release(v_read);
     smem_pipe_read = v_read;
     ++smem_pipe_read;
+    done_at = at;
     done_q = smem_pipe_read_q;
     done_softmax = softmax;
-    take_output();
-    store_output(tile);
+    store();
     smem_pipe_read_q.advance(NumMmaWarpGroups);
   }
 };
