@@ -9,7 +9,7 @@ diffusers 0.42, `CP_PLANS` below supplies one.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -50,28 +50,113 @@ def ulysses_group(parallel_config: Any) -> Optional[dist.ProcessGroup]:
     return cp._ulysses_mesh.get_group()
 
 
-def seq_to_heads(x: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
-    """[B, S/P, H, D] on each rank -> [B, S, H/P, D]: all tokens in rank order, this rank's share of the heads."""
-    world = dist.get_world_size(group)
-    b, s, h, d = x.shape
-    if h % world:
-        raise ValueError(f"heads={h} is not divisible by the Ulysses degree {world}; choose a degree dividing {h}")
-    send = x.reshape(b, s, world, h // world, d).permute(2, 0, 1, 3, 4).contiguous()
-    recv = torch.empty_like(send)
-    dist.all_to_all_single(recv, send, group=group)
-    return recv.permute(1, 0, 2, 3, 4).reshape(b, world * s, h // world, d)
+def _segment_lengths(segments: Optional[Sequence[int]], tokens: int) -> list[int]:
+    """The lengths of the consecutive parts of a local sequence of `tokens` tokens (one part when not given)."""
+    if segments is None:
+        return [tokens]
+    lengths = [int(length) for length in segments]
+    if any(length < 0 for length in lengths) or sum(lengths) != tokens:
+        raise ValueError(f"segments={lengths} must be non-negative lengths adding up to the {tokens} tokens of this "
+                         f"rank's sequence")
+    return lengths
 
 
-def heads_to_seq(x: torch.Tensor, group: dist.ProcessGroup) -> torch.Tensor:
-    """Inverse of `seq_to_heads`: [B, S, H/P, D] -> [B, S/P, H, D]."""
+class _Exchange:
+    """One all-to-all in flight: chunk j of `send` ([P, ...]) goes to rank j; chunk j of `place` comes from rank j.
+
+    It is received straight into `place` when that is contiguous (a batch of one), else into a buffer copied there
+    on `finish`, because all_to_all_single writes contiguous outputs only."""
+
+    def __init__(self, send: torch.Tensor, place: torch.Tensor, group: dist.ProcessGroup) -> None:
+        self.send, self.place = send, place
+        self.received = place if place.is_contiguous() else send.new_empty(place.shape)
+        self.work = dist.all_to_all_single(self.received, send, group=group, async_op=True)
+
+    def finish(self) -> None:
+        self.work.wait()
+        if self.received is not self.place:
+            self.place.copy_(self.received)
+
+
+def seq_to_heads(tensors: Sequence[torch.Tensor], group: dist.ProcessGroup,
+                 segments: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
+    """Each [B, S/P, H, D] on each rank -> [B, S, H/P, D]: all tokens, this rank's share of the heads.
+
+    `segments` cuts the local sequence into consecutive parts (e.g. [text_len, grid_len]); every part arrives as its
+    slices from all ranks in rank order, parts in the same order, so [text_r, grid_r] on rank r becomes
+    [text_0 .. text_P-1, grid_0 .. grid_P-1] without a concatenation. Each all-to-all runs while the next part or
+    tensor is packed for sending."""
     world = dist.get_world_size(group)
-    b, s, h, d = x.shape
+    exchanges, results = [], []
+    for x in tensors:
+        b, s, h, d = x.shape
+        if h % world:
+            raise ValueError(f"heads={h} is not divisible by the Ulysses degree {world}; choose a degree dividing {h}")
+        full = x.new_empty(b, world * s, h // world, d)
+        start = 0
+        for length in _segment_lengths(segments, s):
+            if length:
+                place = full[:, world * start:world * (start + length)].unflatten(1, (world, length)).transpose(0, 1)
+                send = x[:, start:start + length].unflatten(2, (world, h // world)).permute(2, 0, 1, 3, 4)
+                exchanges.append(_Exchange(send.contiguous(), place, group))
+            start += length
+        results.append(full)
+    for exchange in exchanges:
+        exchange.finish()
+    return results
+
+
+class HeadsToSeq:
+    """The inverse of `seq_to_heads`, one segment at a time: `send(i, part)` starts segment i's all-to-all at once,
+    so it runs while the caller computes the next part; `result()` lands every segment in its slice of one
+    [B, S/P, H, D] output (one copy per segment, no concatenation)."""
+
+    def __init__(self, group: dist.ProcessGroup, segments: Sequence[int]) -> None:
+        self.group, self.world = group, dist.get_world_size(group)
+        self.segments = [int(length) for length in segments]
+        self.exchanges: dict[int, _Exchange] = {}
+        self.out: Optional[torch.Tensor] = None
+
+    def send(self, index: int, part: torch.Tensor) -> None:
+        """Start returning segment `index`: [B, P * segments[index], H/P, D], all its tokens for this rank's heads."""
+        length = self.segments[index]
+        b, s, h, d = part.shape
+        if s != self.world * length:
+            raise ValueError(f"segment {index} has {s} tokens; expected {self.world} ranks x {length} = "
+                             f"{self.world * length}")
+        if self.out is None:
+            self.out = part.new_empty(b, sum(self.segments), self.world * h, d)
+        start = sum(self.segments[:index])
+        place = self.out[:, start:start + length].unflatten(2, (self.world, h)).permute(2, 0, 1, 3, 4)
+        send = part.unflatten(1, (self.world, length)).transpose(0, 1).contiguous()   # free for a batch of one
+        self.exchanges[index] = _Exchange(send, place, self.group)
+
+    def result(self) -> torch.Tensor:
+        """Wait for every segment and return [B, S/P, H, D]."""
+        missing = [i for i, length in enumerate(self.segments) if length and i not in self.exchanges]
+        if missing or self.out is None:
+            raise ValueError(f"segments {missing or list(range(len(self.segments)))} were never sent; send every "
+                             f"non-empty segment before result()")
+        for exchange in self.exchanges.values():
+            exchange.finish()
+        return self.out
+
+
+def heads_to_seq(x: torch.Tensor, group: dist.ProcessGroup,
+                 segments: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """Inverse of `seq_to_heads` for one tensor: [B, S, H/P, D] -> [B, S/P, H, D] (`segments` as given there)."""
+    world = dist.get_world_size(group)
+    s = x.shape[1]
     if s % world:
         raise ValueError(f"sequence length {s} is not divisible by the Ulysses degree {world}")
-    send = x.reshape(b, world, s // world, h, d).permute(1, 0, 2, 3, 4).contiguous()
-    recv = torch.empty_like(send)
-    dist.all_to_all_single(recv, send, group=group)
-    return recv.permute(1, 2, 0, 3, 4).reshape(b, s // world, world * h, d)
+    lengths = _segment_lengths(segments, s // world)
+    back = HeadsToSeq(group, lengths)
+    start = 0
+    for index, length in enumerate(lengths):
+        if length:
+            back.send(index, x[:, world * start:world * (start + length)])
+        start += length
+    return back.result()
 
 
 def enable_context_parallel(target, degree: int) -> None:

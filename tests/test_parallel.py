@@ -10,7 +10,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import gna_diffusers
-from gna_diffusers.parallel import enable_context_parallel, heads_to_seq, seq_to_heads
+from gna_diffusers.parallel import HeadsToSeq, enable_context_parallel, heads_to_seq, seq_to_heads
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
@@ -60,26 +60,61 @@ def _pipeline_worker(rank: int, world: int, port: int, model: str, path: str) ->
     dist.destroy_process_group()
 
 
+def _local_and_full(x: torch.Tensor, text_len: int, rank: int, world: int, text_first: bool):
+    """Rank `rank`'s slice of a sequence sharded as [text_r, grid_r], and what it holds once all tokens arrive for
+    its heads: the whole sequence in model order, built by plain indexing."""
+    grid_len = x.shape[1] - text_len
+    text, grid = (x[:, :text_len], x[:, text_len:]) if text_first else (x[:, grid_len:], x[:, :grid_len])
+    t, g = text_len // world, grid_len // world
+    mine = [text[:, rank * t:(rank + 1) * t], grid[:, rank * g:(rank + 1) * g]]
+    local = torch.cat(mine if text_first else mine[::-1], dim=1)
+    heads = x.shape[2] // world
+    return local, x[:, :, rank * heads:(rank + 1) * heads], ([t, g] if text_first else [g, t])
+
+
 def _primitive_worker(rank: int, world: int, port: int, path: str) -> None:
     _init(rank, world, port)
-    torch.manual_seed(0)
-    x = torch.randn(2, 12, 4, 8)                        # the same full tensor on every rank
-    local = x.chunk(world, dim=1)[rank]
-    full_heads = seq_to_heads(local, dist.group.WORLD)
-    back = heads_to_seq(full_heads, dist.group.WORLD)
-    torch.save((full_heads, back, local), f"{path}.{rank}")
+    group = dist.group.WORLD
+    results = {}
+    for batch in (1, 2):                                # 1: received in place; 2: through a buffer and a copy
+        for text_first in (True, False):
+            torch.manual_seed(batch)
+            # q, k, v: three different full tensors (the same on every rank), 4 text + 12 grid tokens
+            tensors = [torch.randn(batch, 16, 4, 8) for _ in range(3)]
+            cases = [_local_and_full(x, 4, rank, world, text_first) for x in tensors]
+            segments = cases[0][2]
+            gathered = seq_to_heads([local for local, _, _ in cases], group, segments)
+            back = HeadsToSeq(group, segments)
+            split = (segments[0] * world, segments[1] * world)
+            first, second = gathered[0].split_with_sizes(split, dim=1)
+            back.send(1, second)                        # the grid's (or text's) part first: any order works
+            back.send(0, first)
+            results[batch, text_first] = ([local for local, _, _ in cases], [full for _, full, _ in cases],
+                                          gathered, back.result(), heads_to_seq(gathered[1], group, segments))
+    errors = []
+    for bad in (lambda: seq_to_heads([torch.randn(1, 8, 4, 8)], group, [3, 3]),
+                lambda: HeadsToSeq(group, [2, 2]).result(),
+                lambda: HeadsToSeq(group, [2, 2]).send(0, torch.randn(1, 6, 2, 8))):
+        try:
+            bad()
+        except ValueError as error:
+            errors.append(str(error))
+    torch.save((results, errors), f"{path}.{rank}")
     dist.destroy_process_group()
 
 
-def test_all_to_all_round_trip(tmp_path) -> None:
+def test_all_to_all_segments(tmp_path) -> None:
     path = str(tmp_path / "prim")
     mp.spawn(_primitive_worker, args=(2, free_port(), path), nprocs=2)
-    torch.manual_seed(0)
-    x = torch.randn(2, 12, 4, 8)
     for rank in range(2):
-        full_heads, back, local = torch.load(f"{path}.{rank}")
-        assert torch.equal(full_heads, x[:, :, 2 * rank:2 * rank + 2])   # all tokens in order, this rank's heads
-        assert torch.equal(back, local)
+        results, errors = torch.load(f"{path}.{rank}")
+        assert len(results) == 4
+        for (batch, text_first), (locals_, fulls, gathered, back, back_k) in results.items():
+            for full, got in zip(fulls, gathered):
+                assert torch.equal(got, full), (batch, text_first)   # all tokens in model order, this rank's heads
+            assert torch.equal(back, locals_[0]) and torch.equal(back_k, locals_[1])
+        assert len(errors) == 3
+        assert "segments=[3, 3]" in errors[0] and "never sent" in errors[1] and "expected 2 ranks" in errors[2]
 
 
 @pytest.mark.parametrize("model", sorted(GRIDS))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..ops.custom_op import gna_attention_op
 from ..ops.params import GNAParams
-from ..parallel import heads_to_seq, seq_to_heads
+from ..parallel import HeadsToSeq, heads_to_seq, seq_to_heads
 from ..recipe import LayerGroup, Recipe
 
 
@@ -83,23 +83,35 @@ def dense_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                           attn_mask=mask).transpose(1, 2)
 
 
+def _text_and_grid(tokens: int, text_len: int, text_first: bool) -> tuple[slice, slice]:
+    """Where the text and the grid lie in a sequence of `tokens` laid out as [text, grid] or [grid, text]."""
+    grid_len = tokens - text_len
+    return (slice(0, text_len), slice(text_len, None)) if text_first else (slice(grid_len, None), slice(0, grid_len))
+
+
+def _key_mask(text_mask: Optional[torch.Tensor], grid_len: int, text_first: bool) -> Optional[torch.Tensor]:
+    """The text mask widened to every key of the sequence (grid keys always valid), or None without one."""
+    if text_mask is None:
+        return None
+    grid_keys = torch.ones(text_mask.shape[0], grid_len, dtype=torch.bool, device=text_mask.device)
+    return torch.cat([text_mask, grid_keys] if text_first else [grid_keys, text_mask], dim=1)
+
+
+def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
+                  text: slice, grid: slice, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """GNA of the grid queries: their neighborhood plus every (unmasked) text token."""
+    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, state.recipe.backend, key[:, text],
+                  value[:, text], text_mask)
+
+
 def _joint(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
            text_len: int, text_first: bool, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Joint attention over a whole sequence laid out as [text, grid] or [grid, text]."""
-    n = query.shape[1] - text_len
-    text_slice, grid_slice = (slice(0, text_len), slice(text_len, None)) if text_first else \
-        (slice(n, None), slice(0, n))
-    key_mask = None
-    if text_mask is not None:
-        grid_keys = torch.ones(text_mask.shape[0], n, dtype=torch.bool, device=text_mask.device)
-        key_mask = torch.cat([text_mask, grid_keys] if text_first else [grid_keys, text_mask], dim=1)
-    if state.dense_now:                      # dense steps under context parallelism come here
-        return dense_attention(query, key, value, key_mask)
+    """Joint attention over a whole sequence laid out as [text, grid] or [grid, text] on one rank."""
     if text_len == 0:
         return gna_op(query, key, value, params, state.recipe.backend)
-    grid_out = gna_op(query[:, grid_slice], key[:, grid_slice], value[:, grid_slice], params, state.recipe.backend,
-                      key[:, text_slice], value[:, text_slice], text_mask)
-    text_out = dense_attention(query[:, text_slice], key, value, key_mask)
+    text, grid = _text_and_grid(query.shape[1], text_len, text_first)
+    grid_out = _grid_queries(query, key, value, state, params, text, grid, text_mask)
+    text_out = dense_attention(query[:, text], key, value, _key_mask(text_mask, grid_out.shape[1], text_first))
     return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
 
 
@@ -108,26 +120,27 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     """Attention over [text, grid] (or [grid, text]) tokens, [B, S, H, D]: grid queries see their neighborhood plus
     all (unmasked) text; text queries see everything, densely, as in the original model.
 
-    Under Ulysses the tensors are this rank's slice ([text_r, grid_r]) and `text_len` the local text length: text
-    and grid are each traded for heads on their own, so the whole sequence arrives in order."""
+    Under Ulysses the tensors are this rank's slice ([text_r, grid_r]) and `text_len` the local text length; text
+    and grid are traded for heads as two segments, so the whole sequence arrives in order, and the grid's output
+    travels back while the text queries attend. Dense steps under Ulysses come here too."""
     group = state.ulysses
     if group is None:
         return _joint(query, key, value, state, params, text_len, text_first, text_mask)
+    world = dist.get_world_size(group)
     local_grid = query.shape[1] - text_len
-
-    def split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (t[:, :text_len], t[:, text_len:]) if text_first else (t[:, local_grid:], t[:, :local_grid])
-
-    full = []
-    for t in (query, key, value):
-        text, grid = (seq_to_heads(part, group) for part in split(t))
-        full.append(torch.cat([text, grid] if text_first else [grid, text], dim=1))
-    full_text = text_len * dist.get_world_size(group)
-    out = _joint(*full, state, params, full_text, text_first, text_mask)
-    n = out.shape[1] - full_text
-    text_out, grid_out = (out[:, :full_text], out[:, full_text:]) if text_first else (out[:, n:], out[:, :n])
-    text_out, grid_out = heads_to_seq(text_out, group), heads_to_seq(grid_out, group)
-    return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
+    segments = [text_len, local_grid] if text_first else [local_grid, text_len]
+    query, key, value = seq_to_heads([query, key, value], group, segments)
+    key_mask = _key_mask(text_mask, local_grid * world, text_first)
+    if state.dense_now or text_len == 0:
+        out = dense_attention(query, key, value, key_mask) if state.dense_now else \
+            gna_op(query, key, value, params, state.recipe.backend)
+        return heads_to_seq(out, group, segments)
+    text, grid = _text_and_grid(query.shape[1], text_len * world, text_first)
+    text_index, grid_index = (0, 1) if text_first else (1, 0)
+    back = HeadsToSeq(group, segments)
+    back.send(grid_index, _grid_queries(query, key, value, state, params, text, grid, text_mask))
+    back.send(text_index, dense_attention(query[:, text], key, value, key_mask))
+    return back.result()
 
 
 def grid_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState,
@@ -135,7 +148,7 @@ def grid_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, 
     """Self-attention over grid tokens only ([B, S, H, D]; this rank's slice under Ulysses)."""
     group = state.ulysses
     if group is not None:
-        query, key, value = (seq_to_heads(t, group) for t in (query, key, value))
+        query, key, value = seq_to_heads([query, key, value], group)
     out = dense_attention(query, key, value) if state.dense_now else gna_op(query, key, value, params,
                                                                              state.recipe.backend)
     return heads_to_seq(out, group) if group is not None else out
