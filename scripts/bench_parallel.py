@@ -14,8 +14,35 @@ import os
 import sys
 import tempfile
 from pathlib import Path
+from typing import Callable
 
 import torch
+
+PROFILE_KERNELS = 20        # kernels listed per profile
+KERNEL_NAME_CHARS = 80
+
+
+def top_kernels(fn: Callable[[], object], count: int = PROFILE_KERNELS) -> list[dict]:
+    """The `count` CUDA kernels with the most total time in one call of `fn` (name, total ms, launches): where a
+    step's time goes, the all-to-alls and copies included."""
+    from collections import defaultdict
+
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        fn()
+        torch.cuda.synchronize()
+    total_us: dict[str, float] = defaultdict(float)
+    calls: dict[str, int] = defaultdict(int)
+    for event in prof.events():
+        if event.device_type == DeviceType.CUDA:
+            total_us[event.name] += event.time_range.elapsed_us()
+            calls[event.name] += 1
+    ranked = sorted(total_us, key=total_us.get, reverse=True)[:count]
+    return [{"kernel": name[:KERNEL_NAME_CHARS], "total_ms": total_us[name] / 1000, "calls": calls[name]}
+            for name in ranked]
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -47,6 +74,12 @@ def worker(args: argparse.Namespace) -> None:
             ms = cuda_time_ms(lambda: transformer(**inputs), warmup=1, reps=args.reps, max_seconds=100)
             rows.append({"model": args.model, "gpus": world, "mode": mode, "backend": args.backend,
                          "step_s": ms * spec.calls_per_step / 1000, **environment()})
+            if args.profile and mode == "gna":     # after the timing, so the profiler cannot change it
+                dist.barrier()
+                if rank == 0:
+                    rows[-1]["profile_top"] = top_kernels(lambda: transformer(**inputs))
+                else:
+                    transformer(**inputs)          # the other ranks take part in the all-to-alls
         disable_gna(transformer)
     if rank == 0:
         torch.save({"rows": rows, "outputs": outputs}, args.result)
@@ -60,6 +93,9 @@ def main() -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--out", default="bench/results/parallel.json")
+    parser.add_argument("--profile", action="store_true",
+                        help=f"GNA mode: also profile one transformer call on rank 0 (after timing) and record its top "
+                             f"{PROFILE_KERNELS} CUDA kernels by total time")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -74,7 +110,8 @@ def main() -> int:
             result = os.path.join(tmp, f"{gpus}.pt")
             code = subprocess.call([sys.executable, "-m", "torch.distributed.run", "--standalone",
                                     f"--nproc-per-node={gpus}", __file__, "--worker", "--result", result,
-                                    "--model", args.model, "--backend", args.backend, "--reps", str(args.reps)],
+                                    "--model", args.model, "--backend", args.backend, "--reps", str(args.reps),
+                                    *(["--profile"] if args.profile else [])],
                                    env={**os.environ, **MULTICAST_OFF})
             if code:
                 return code
@@ -85,13 +122,21 @@ def main() -> int:
         ref, out = single["outputs"][one["mode"]], multi["outputs"][one["mode"]]
         rel = ((out - ref).norm() / ref.norm()).item()
         records.append({**many, "step_s_1gpu": one["step_s"], "scaling": one["step_s"] / many["step_s"],
-                        "rel_err_vs_1gpu": rel, "outputs_finite": bool(torch.isfinite(out).all())})
+                        "rel_err_vs_1gpu": rel, "outputs_finite": bool(torch.isfinite(out).all()),
+                        **({"profile_top_1gpu": one["profile_top"]} if "profile_top" in one else {})})
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps({"command": " ".join(sys.argv), "records": records}, indent=1))
     print(f"{'model':14} {'mode':6} {'gpus':>4} {'step_s':>8} {'1gpu_s':>8} {'scaling':>7} {'rel_err':>9}")
     for r in records:
         print(f"{r['model']:14} {r['mode']:6} {r['gpus']:4d} {r['step_s']:8.2f} {r['step_s_1gpu']:8.2f} "
               f"{r['scaling']:7.2f} {r['rel_err_vs_1gpu']:9.2e}")
+    for r in records:
+        for key, gpus in (("profile_top_1gpu", 1), ("profile_top", r["gpus"])):
+            if key in r:
+                print(f"\ntop CUDA kernels, {r['mode']}, {gpus} GPU(s), rank 0, one transformer call:")
+                print(f"{'total_ms':>9} {'calls':>6}  kernel")
+                for k in r[key]:
+                    print(f"{k['total_ms']:9.2f} {k['calls']:6d}  {k['kernel']}")
     return 0
 
 
