@@ -1,10 +1,14 @@
 """GNA under Ulysses context parallelism.
 
 Each rank holds a contiguous slice of the sequence. GNA needs whole grids, so the GNA processors trade sequence for
-heads with one all-to-all (every rank then holds all tokens, in order, for 1/P of the heads), run attention unchanged,
-and trade back. Sharding the model's inputs and gathering its output is diffusers' own context-parallel machinery
-(`enable_parallelism` with a `_cp_plan`); FLUX ships a plan, and for HunyuanVideo and Cosmos-1.0, which have none in
-diffusers 0.42, `CP_PLANS` below supplies one.
+heads with all-to-alls (`SeqToHeads`: every rank then holds all tokens, in order, for 1/P of the heads), run attention
+unchanged, and trade back (`HeadsToSeq`). Text and grid travel as separate segments received straight into their
+places, the all-to-alls run asynchronously under the packing of the next tensor (and, with head chunks, under
+attention), and the output lands in one preallocated tensor: no concatenations.
+
+Sharding the model's inputs and gathering its output is diffusers' own context-parallel machinery (`enable_parallelism`
+with a `_cp_plan`); FLUX ships a plan, and for HunyuanVideo and Cosmos-1.0, which have none in diffusers 0.42,
+`CP_PLANS` below supplies one.
 """
 
 from __future__ import annotations
@@ -61,8 +65,14 @@ def _segment_lengths(segments: Optional[Sequence[int]], tokens: int) -> list[int
     return lengths
 
 
+def _rank_heads(x: torch.Tensor, world: int, chunk: int, chunks: int) -> torch.Tensor:
+    """View [B, s, H, D] as [P, B, s, H/(P*chunks), D]: for each rank j, chunk `chunk` of the H/P heads j attends."""
+    b, s, h, d = x.shape
+    return x.unflatten(2, (world, chunks, h // (world * chunks)))[:, :, :, chunk].permute(2, 0, 1, 3, 4)
+
+
 class _Exchange:
-    """One all-to-all in flight: chunk j of `send` ([P, ...]) goes to rank j; chunk j of `place` comes from rank j.
+    """One all-to-all in flight: part j of `send` ([P, ...]) goes to rank j; part j of `place` comes from rank j.
 
     It is received straight into `place` when that is contiguous (a batch of one), else into a buffer copied there
     on `finish`, because all_to_all_single writes contiguous outputs only."""
@@ -78,85 +88,85 @@ class _Exchange:
             self.place.copy_(self.received)
 
 
-def seq_to_heads(tensors: Sequence[torch.Tensor], group: dist.ProcessGroup,
-                 segments: Optional[Sequence[int]] = None) -> list[torch.Tensor]:
-    """Each [B, S/P, H, D] on each rank -> [B, S, H/P, D]: all tokens, this rank's share of the heads.
+class SeqToHeads:
+    """All-to-alls, started at once, that trade sequence for heads: each [B, S/P, H, D] on each rank becomes
+    [B, S, H/(P*chunks), D], all tokens for chunk `chunk` of this rank's heads; `result()` waits for them.
 
     `segments` cuts the local sequence into consecutive parts (e.g. [text_len, grid_len]); every part arrives as its
     slices from all ranks in rank order, parts in the same order, so [text_r, grid_r] on rank r becomes
     [text_0 .. text_P-1, grid_0 .. grid_P-1] without a concatenation. Each all-to-all runs while the next part or
     tensor is packed for sending."""
-    world = dist.get_world_size(group)
-    exchanges, results = [], []
-    for x in tensors:
-        b, s, h, d = x.shape
-        if h % world:
-            raise ValueError(f"heads={h} is not divisible by the Ulysses degree {world}; choose a degree dividing {h}")
-        full = x.new_empty(b, world * s, h // world, d)
-        start = 0
-        for length in _segment_lengths(segments, s):
-            if length:
-                place = full[:, world * start:world * (start + length)].unflatten(1, (world, length)).transpose(0, 1)
-                send = x[:, start:start + length].unflatten(2, (world, h // world)).permute(2, 0, 1, 3, 4)
-                exchanges.append(_Exchange(send.contiguous(), place, group))
-            start += length
-        results.append(full)
-    for exchange in exchanges:
-        exchange.finish()
-    return results
+
+    def __init__(self, tensors: Sequence[torch.Tensor], group: dist.ProcessGroup,
+                 segments: Optional[Sequence[int]] = None, chunk: int = 0, chunks: int = 1) -> None:
+        world = dist.get_world_size(group)
+        self.exchanges: list[_Exchange] = []
+        self.results: list[torch.Tensor] = []
+        for x in tensors:
+            b, s, h, d = x.shape
+            if h % (world * chunks):
+                raise ValueError(f"heads={h} is not divisible by the Ulysses degree {world} x head_chunks={chunks}; "
+                                 f"choose a degree and head_chunks whose product divides {h}")
+            full = x.new_empty(b, world * s, h // (world * chunks), d)
+            start = 0
+            for length in _segment_lengths(segments, s):
+                if length:
+                    place = full[:, world * start:world * (start + length)].unflatten(1, (world, length))
+                    send = _rank_heads(x[:, start:start + length], world, chunk, chunks).contiguous()
+                    self.exchanges.append(_Exchange(send, place.transpose(0, 1), group))
+                start += length
+            self.results.append(full)
+
+    def result(self) -> list[torch.Tensor]:
+        """Wait for every all-to-all; the tensors in the order given, [B, S, H/(P*chunks), D] each."""
+        for exchange in self.exchanges:
+            exchange.finish()
+        return self.results
 
 
 class HeadsToSeq:
-    """The inverse of `seq_to_heads`, one segment at a time: `send(i, part)` starts segment i's all-to-all at once,
-    so it runs while the caller computes the next part; `result()` lands every segment in its slice of one
-    [B, S/P, H, D] output (one copy per segment, no concatenation)."""
+    """The inverse of `SeqToHeads`, one segment (and head chunk) at a time: `send` starts that part's all-to-all at
+    once, so it runs while the caller computes the next part; `result()` lands every part in its place in one
+    [B, S/P, H, D] output (one copy each, no concatenation)."""
 
-    def __init__(self, group: dist.ProcessGroup, segments: Sequence[int]) -> None:
-        self.group, self.world = group, dist.get_world_size(group)
+    def __init__(self, group: dist.ProcessGroup, segments: Sequence[int], chunks: int = 1) -> None:
+        self.group, self.world, self.chunks = group, dist.get_world_size(group), chunks
         self.segments = [int(length) for length in segments]
-        self.exchanges: dict[int, _Exchange] = {}
+        self.exchanges: dict[tuple[int, int], _Exchange] = {}
         self.out: Optional[torch.Tensor] = None
 
-    def send(self, index: int, part: torch.Tensor) -> None:
-        """Start returning segment `index`: [B, P * segments[index], H/P, D], all its tokens for this rank's heads."""
+    def send(self, index: int, part: torch.Tensor, chunk: int = 0) -> None:
+        """Start returning segment `index` of head chunk `chunk`: [B, P * segments[index], H/(P*chunks), D]."""
         length = self.segments[index]
         b, s, h, d = part.shape
         if s != self.world * length:
             raise ValueError(f"segment {index} has {s} tokens; expected {self.world} ranks x {length} = "
                              f"{self.world * length}")
         if self.out is None:
-            self.out = part.new_empty(b, sum(self.segments), self.world * h, d)
+            self.out = part.new_empty(b, sum(self.segments), self.world * self.chunks * h, d)
         start = sum(self.segments[:index])
-        place = self.out[:, start:start + length].unflatten(2, (self.world, h)).permute(2, 0, 1, 3, 4)
+        place = _rank_heads(self.out[:, start:start + length], self.world, chunk, self.chunks)
         send = part.unflatten(1, (self.world, length)).transpose(0, 1).contiguous()   # free for a batch of one
-        self.exchanges[index] = _Exchange(send, place, self.group)
+        self.exchanges[index, chunk] = _Exchange(send, place, self.group)
+
+    def send_all(self, x: torch.Tensor, chunk: int = 0) -> None:
+        """Start returning a whole sequence [B, S, H/(P*chunks), D], segment by segment."""
+        start = 0
+        for index, length in enumerate(self.segments):
+            if length:
+                self.send(index, x[:, self.world * start:self.world * (start + length)], chunk)
+            start += length
 
     def result(self) -> torch.Tensor:
-        """Wait for every segment and return [B, S/P, H, D]."""
-        missing = [i for i, length in enumerate(self.segments) if length and i not in self.exchanges]
+        """Wait for every part and return [B, S/P, H, D]."""
+        missing = [(index, chunk) for index, length in enumerate(self.segments) for chunk in range(self.chunks)
+                   if length and (index, chunk) not in self.exchanges]
         if missing or self.out is None:
-            raise ValueError(f"segments {missing or list(range(len(self.segments)))} were never sent; send every "
-                             f"non-empty segment before result()")
+            raise ValueError(f"(segment, head chunk) parts {missing} were never sent; send every non-empty segment "
+                             f"of every chunk before result()")
         for exchange in self.exchanges.values():
             exchange.finish()
         return self.out
-
-
-def heads_to_seq(x: torch.Tensor, group: dist.ProcessGroup,
-                 segments: Optional[Sequence[int]] = None) -> torch.Tensor:
-    """Inverse of `seq_to_heads` for one tensor: [B, S, H/P, D] -> [B, S/P, H, D] (`segments` as given there)."""
-    world = dist.get_world_size(group)
-    s = x.shape[1]
-    if s % world:
-        raise ValueError(f"sequence length {s} is not divisible by the Ulysses degree {world}")
-    lengths = _segment_lengths(segments, s // world)
-    back = HeadsToSeq(group, lengths)
-    start = 0
-    for index, length in enumerate(lengths):
-        if length:
-            back.send(index, x[:, world * start:world * (start + length)])
-        start += length
-    return back.result()
 
 
 def enable_context_parallel(target, degree: int) -> None:
