@@ -10,7 +10,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import gna_diffusers
-from gna_diffusers.parallel import enable_context_parallel, heads_to_seq, seq_to_heads
+from gna_diffusers.models.common import GNAState, dense_attention, grid_attention, joint_attention
+from gna_diffusers.parallel import HeadsToSeq, SeqToHeads, enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
@@ -60,26 +61,116 @@ def _pipeline_worker(rank: int, world: int, port: int, model: str, path: str) ->
     dist.destroy_process_group()
 
 
+def _local(x: torch.Tensor, text_len: int, rank: int, world: int, text_first: bool) -> torch.Tensor:
+    """Rank `rank`'s slice of a whole sequence ([text, grid] or [grid, text]) sharded as [text_r, grid_r]."""
+    grid_len = x.shape[1] - text_len
+    text, grid = (x[:, :text_len], x[:, text_len:]) if text_first else (x[:, grid_len:], x[:, :grid_len])
+    t, g = text_len // world, grid_len // world
+    mine = [text[:, rank * t:(rank + 1) * t], grid[:, rank * g:(rank + 1) * g]]
+    return torch.cat(mine if text_first else mine[::-1], dim=1)
+
+
 def _primitive_worker(rank: int, world: int, port: int, path: str) -> None:
     _init(rank, world, port)
-    torch.manual_seed(0)
-    x = torch.randn(2, 12, 4, 8)                        # the same full tensor on every rank
-    local = x.chunk(world, dim=1)[rank]
-    full_heads = seq_to_heads(local, dist.group.WORLD)
-    back = heads_to_seq(full_heads, dist.group.WORLD)
-    torch.save((full_heads, back, local), f"{path}.{rank}")
+    group = dist.group.WORLD
+    results = {}
+    for batch in (1, 2):                                # 1: received in place; 2: through a buffer and a copy
+        for text_first in (True, False):
+            for chunks in (1, 2):
+                torch.manual_seed(batch)
+                # q, k, v: three different whole sequences (the same on every rank), 4 text + 12 grid tokens
+                tensors = [torch.randn(batch, 16, 4, 8) for _ in range(3)]
+                locals_ = [_local(x, 4, rank, world, text_first) for x in tensors]
+                segments = [2, 6] if text_first else [6, 2]
+                arrived = [SeqToHeads(locals_, group, segments, chunk, chunks).result() for chunk in range(chunks)]
+                back = HeadsToSeq(group, segments, chunks)
+                for chunk in reversed(range(chunks)):   # any order of chunks and segments works
+                    first, second = arrived[chunk][0].split_with_sizes([2 * segments[0], 2 * segments[1]], dim=1)
+                    back.send(1, second, chunk)
+                    back.send(0, first, chunk)
+                whole = HeadsToSeq(group, segments, chunks)
+                for chunk in range(chunks):
+                    whole.send_all(arrived[chunk][1], chunk)
+                results[batch, text_first, chunks] = (tensors, locals_, arrived, back.result(), whole.result())
+    errors = []
+    for bad in (lambda: SeqToHeads([torch.randn(1, 8, 4, 8)], group, [3, 3]),
+                lambda: SeqToHeads([torch.randn(1, 8, 4, 8)], group, None, 0, 3),
+                lambda: HeadsToSeq(group, [2, 2]).result(),
+                lambda: HeadsToSeq(group, [2, 2]).send(0, torch.randn(1, 6, 2, 8))):
+        try:
+            bad()
+        except ValueError as error:
+            errors.append(str(error))
+    torch.save((results, errors), f"{path}.{rank}")
     dist.destroy_process_group()
 
 
-def test_all_to_all_round_trip(tmp_path) -> None:
+def test_all_to_all_segments_and_chunks(tmp_path) -> None:
     path = str(tmp_path / "prim")
     mp.spawn(_primitive_worker, args=(2, free_port(), path), nprocs=2)
-    torch.manual_seed(0)
-    x = torch.randn(2, 12, 4, 8)
     for rank in range(2):
-        full_heads, back, local = torch.load(f"{path}.{rank}")
-        assert torch.equal(full_heads, x[:, :, 2 * rank:2 * rank + 2])   # all tokens in order, this rank's heads
-        assert torch.equal(back, local)
+        results, errors = torch.load(f"{path}.{rank}")
+        assert len(results) == 8
+        for (batch, text_first, chunks), (tensors, locals_, arrived, back, whole) in results.items():
+            per_chunk = 2 // chunks                     # 4 heads: 2 per rank, split into `chunks`
+            for chunk in range(chunks):
+                first = 2 * rank + chunk * per_chunk
+                for x, got in zip(tensors, arrived[chunk]):
+                    # all tokens in model order, this chunk of this rank's heads
+                    assert torch.equal(got, x[:, :, first:first + per_chunk]), (batch, text_first, chunks)
+            assert torch.equal(back, locals_[0]) and torch.equal(whole, locals_[1])
+        assert len(errors) == 4
+        assert "segments=[3, 3]" in errors[0] and "head_chunks=3" in errors[1]
+        assert "never sent" in errors[2] and "expected 2 ranks" in errors[3]
+
+
+def _attention_worker(rank: int, world: int, port: int, path: str) -> None:
+    _init(rank, world, port)
+    grid, text_len, heads = (4, 4), 4, 4
+    recipe = gna_diffusers.load_recipe({"model": "flux", "grid": list(grid), "dense_steps": 0,
+                                        "backend": "reference", "layers": [{"blocks": "all", "window": [3, 3]}]})
+    single, sharded = GNAState(recipe, grid=grid), GNAState(recipe, grid=grid, ulysses=dist.group.WORLD)
+    params = single.params(recipe.layers[0])
+    pairs = {}
+    for batch in (1, 2):
+        torch.manual_seed(batch)
+        q, k, v = (torch.randn(batch, 16 + text_len, heads, 8) for _ in range(3))
+        text_mask = torch.ones(batch, text_len, dtype=torch.bool)
+        text_mask[:, -1] = False                        # one padded text token per sample
+        for chunks in (1, 2):
+            sharded.head_chunks = chunks
+            for dense in (False, True):
+                sharded.dense_now = dense
+                for text_first in (True, False):
+                    if dense:                           # dense steps: plain SDPA over everything, masked by hand
+                        mask = torch.cat([text_mask, torch.ones(batch, 16, dtype=torch.bool)] if text_first else
+                                         [torch.ones(batch, 16, dtype=torch.bool), text_mask], dim=1)
+                        expected = dense_attention(q, k, v, mask)
+                    else:
+                        expected = joint_attention(q, k, v, single, params, text_len, text_first, text_mask)
+                    local = [_local(t, text_len, rank, world, text_first) for t in (q, k, v)]
+                    got = joint_attention(*local, sharded, params, text_len // world, text_first, text_mask)
+                    pairs["joint", batch, chunks, dense, text_first] = (
+                        got, _local(expected, text_len, rank, world, text_first))
+                grid_q, grid_k, grid_v = (t[:, :16] for t in (q, k, v))
+                expected = dense_attention(grid_q, grid_k, grid_v) if dense else \
+                    grid_attention(grid_q, grid_k, grid_v, single, params)
+                got = grid_attention(*(t.chunk(world, dim=1)[rank] for t in (grid_q, grid_k, grid_v)), sharded, params)
+                pairs["grid", batch, chunks, dense] = (got, expected.chunk(world, dim=1)[rank])
+    torch.save(pairs, f"{path}.{rank}")
+    dist.destroy_process_group()
+
+
+def test_sharded_attention_equals_whole(tmp_path) -> None:
+    """joint_attention and grid_attention on 2 ranks (GNA and dense steps, 1 or 2 head chunks, batch 1 or 2) give
+    this rank's slice of the single-process result."""
+    path = str(tmp_path / "attn")
+    mp.spawn(_attention_worker, args=(2, free_port(), path), nprocs=2)
+    for rank in range(2):
+        pairs = torch.load(f"{path}.{rank}")
+        assert len(pairs) == 2 * 2 * 2 * 3
+        for case, (got, expected) in pairs.items():
+            torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5, msg=lambda m: f"{case}: {m}")
 
 
 @pytest.mark.parametrize("model", sorted(GRIDS))

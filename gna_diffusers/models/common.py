@@ -4,7 +4,7 @@ joint text + grid attention."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 
 from ..ops.custom_op import gna_attention_op
 from ..ops.params import GNAParams
-from ..parallel import heads_to_seq, seq_to_heads
+from ..parallel import HeadsToSeq, SeqToHeads
 from ..recipe import LayerGroup, Recipe
 
 
@@ -26,6 +26,8 @@ class GNAState:
     grid: Optional[tuple[int, ...]] = None
     text_len: int = 0                        # text tokens of the whole (unsharded) sequence
     ulysses: Optional[Any] = None            # process group when diffusers' Ulysses context parallelism is on
+    head_chunks: int = 1                     # Ulysses: attend this rank's heads in this many chunks, one after the
+    #                                          other, so that a chunk's all-to-alls run under another's attention
     dense_now: bool = False
     step: int = 0
     _last_timestep: Optional[float] = None
@@ -83,24 +85,53 @@ def dense_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                           attn_mask=mask).transpose(1, 2)
 
 
+def _text_and_grid(tokens: int, text_len: int, text_first: bool) -> tuple[slice, slice]:
+    """Where the text and the grid lie in a sequence of `tokens` laid out as [text, grid] or [grid, text]."""
+    grid_len = tokens - text_len
+    return (slice(0, text_len), slice(text_len, None)) if text_first else (slice(grid_len, None), slice(0, grid_len))
+
+
+def _key_mask(text_mask: Optional[torch.Tensor], grid_len: int, text_first: bool) -> Optional[torch.Tensor]:
+    """The text mask widened to every key of the sequence (grid keys always valid), or None without one."""
+    if text_mask is None:
+        return None
+    grid_keys = torch.ones(text_mask.shape[0], grid_len, dtype=torch.bool, device=text_mask.device)
+    return torch.cat([text_mask, grid_keys] if text_first else [grid_keys, text_mask], dim=1)
+
+
+def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
+                  text: slice, grid: slice, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """GNA of the grid queries: their neighborhood plus every (unmasked) text token."""
+    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, state.recipe.backend, key[:, text],
+                  value[:, text], text_mask)
+
+
 def _joint(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
            text_len: int, text_first: bool, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Joint attention over a whole sequence laid out as [text, grid] or [grid, text]."""
-    n = query.shape[1] - text_len
-    text_slice, grid_slice = (slice(0, text_len), slice(text_len, None)) if text_first else \
-        (slice(n, None), slice(0, n))
-    key_mask = None
-    if text_mask is not None:
-        grid_keys = torch.ones(text_mask.shape[0], n, dtype=torch.bool, device=text_mask.device)
-        key_mask = torch.cat([text_mask, grid_keys] if text_first else [grid_keys, text_mask], dim=1)
-    if state.dense_now:                      # dense steps under context parallelism come here
-        return dense_attention(query, key, value, key_mask)
+    """Joint attention over a whole sequence laid out as [text, grid] or [grid, text] on one rank."""
     if text_len == 0:
         return gna_op(query, key, value, params, state.recipe.backend)
-    grid_out = gna_op(query[:, grid_slice], key[:, grid_slice], value[:, grid_slice], params, state.recipe.backend,
-                      key[:, text_slice], value[:, text_slice], text_mask)
-    text_out = dense_attention(query[:, text_slice], key, value, key_mask)
+    text, grid = _text_and_grid(query.shape[1], text_len, text_first)
+    grid_out = _grid_queries(query, key, value, state, params, text, grid, text_mask)
+    text_out = dense_attention(query[:, text], key, value, _key_mask(text_mask, grid_out.shape[1], text_first))
     return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
+
+
+def _ulysses(state: GNAState, tensors: Sequence[torch.Tensor], segments: Sequence[int],
+             attend: Callable[[torch.Tensor, torch.Tensor, torch.Tensor, HeadsToSeq, int], None]) -> torch.Tensor:
+    """Trade this rank's q, k, v slices for heads, `state.head_chunks` chunks of heads at a time, and call
+    `attend(q, k, v, back, chunk)` on each chunk as it arrives; `attend` sends its output with `back.send`.
+
+    Every chunk's all-to-alls are started at once, so later chunks travel while earlier ones attend, and each chunk's
+    output travels back while the next one attends."""
+    chunks = state.head_chunks
+    if not isinstance(chunks, int) or chunks < 1:
+        raise ValueError(f"head_chunks={chunks!r}: must be a positive integer dividing the heads per rank")
+    incoming = [SeqToHeads(tensors, state.ulysses, segments, chunk, chunks) for chunk in range(chunks)]
+    back = HeadsToSeq(state.ulysses, segments, chunks)
+    for chunk, arriving in enumerate(incoming):
+        attend(*arriving.result(), back, chunk)
+    return back.result()
 
 
 def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
@@ -108,34 +139,39 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     """Attention over [text, grid] (or [grid, text]) tokens, [B, S, H, D]: grid queries see their neighborhood plus
     all (unmasked) text; text queries see everything, densely, as in the original model.
 
-    Under Ulysses the tensors are this rank's slice ([text_r, grid_r]) and `text_len` the local text length: text
-    and grid are each traded for heads on their own, so the whole sequence arrives in order."""
-    group = state.ulysses
-    if group is None:
+    Under Ulysses the tensors are this rank's slice ([text_r, grid_r]) and `text_len` the local text length; text
+    and grid are traded for heads as two segments, so the whole sequence arrives in order, and the grid's output
+    travels back while the text queries attend. Dense steps under Ulysses come here too."""
+    if state.ulysses is None:
         return _joint(query, key, value, state, params, text_len, text_first, text_mask)
+    world = dist.get_world_size(state.ulysses)
     local_grid = query.shape[1] - text_len
+    segments = [text_len, local_grid] if text_first else [local_grid, text_len]
+    text, grid = _text_and_grid(world * query.shape[1], world * text_len, text_first)
+    text_index, grid_index = (0, 1) if text_first else (1, 0)
+    key_mask = _key_mask(text_mask, world * local_grid, text_first)
 
-    def split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (t[:, :text_len], t[:, text_len:]) if text_first else (t[:, local_grid:], t[:, :local_grid])
+    def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, back: HeadsToSeq, chunk: int) -> None:
+        if state.dense_now:
+            back.send_all(dense_attention(query, key, value, key_mask), chunk)
+        elif text_len == 0:
+            back.send_all(gna_op(query, key, value, params, state.recipe.backend), chunk)
+        else:
+            back.send(grid_index, _grid_queries(query, key, value, state, params, text, grid, text_mask), chunk)
+            back.send(text_index, dense_attention(query[:, text], key, value, key_mask), chunk)
+    return _ulysses(state, [query, key, value], segments, attend)
 
-    full = []
-    for t in (query, key, value):
-        text, grid = (seq_to_heads(part, group) for part in split(t))
-        full.append(torch.cat([text, grid] if text_first else [grid, text], dim=1))
-    full_text = text_len * dist.get_world_size(group)
-    out = _joint(*full, state, params, full_text, text_first, text_mask)
-    n = out.shape[1] - full_text
-    text_out, grid_out = (out[:, :full_text], out[:, full_text:]) if text_first else (out[:, n:], out[:, :n])
-    text_out, grid_out = heads_to_seq(text_out, group), heads_to_seq(grid_out, group)
-    return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
+
+def _grid_only(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState,
+               params: GNAParams) -> torch.Tensor:
+    return dense_attention(query, key, value) if state.dense_now else gna_op(query, key, value, params,
+                                                                             state.recipe.backend)
 
 
 def grid_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState,
                    params: GNAParams) -> torch.Tensor:
     """Self-attention over grid tokens only ([B, S, H, D]; this rank's slice under Ulysses)."""
-    group = state.ulysses
-    if group is not None:
-        query, key, value = (seq_to_heads(t, group) for t in (query, key, value))
-    out = dense_attention(query, key, value) if state.dense_now else gna_op(query, key, value, params,
-                                                                             state.recipe.backend)
-    return heads_to_seq(out, group) if group is not None else out
+    if state.ulysses is None:
+        return _grid_only(query, key, value, state, params)
+    return _ulysses(state, [query, key, value], [query.shape[1]],
+                    lambda q, k, v, back, chunk: back.send_all(_grid_only(q, k, v, state, params), chunk))
