@@ -2,10 +2,11 @@
 // warpgroups of 64 query rows each, over the mainloop of gna_mainloop_sm90.hpp and the epilogue of
 // gna_epilogue_sm90.hpp.
 //
-// Persistent (kPersistent): one CTA per SM walks the work tiles blockIdx.x, blockIdx.x + gridDim.x, ... The producer
-// runs ahead into the next tile (its Q halves sit in their own stages, its first K/V tiles in the KV ring) while
-// the consumers finish the current one, so launch, first-load latency and the output store are paid once per SM, not
-// once per Q tile. Without it each CTA does one tile (the hardware schedules CTAs, which balances uneven boxes).
+// Persistent (kPersistent): one CTA per SM (or fewer, `max_ctas`) walks the work tiles blockIdx.x, blockIdx.x +
+// gridDim.x, ... The producer runs ahead into the next tile (its Q halves sit in their own stages, its first K/V
+// tiles in the KV ring), and each consumer warpgroup runs all its tiles as one pipelined stream of KV steps, so a
+// tile's start and end (first-load latency, first and last products, epilogue) overlap its neighbours' work. Without
+// it each CTA does one tile; the hardware then schedules CTAs, which balances tiles of uneven cost (masked borders).
 #pragma once
 
 #include "cutlass/arch/reg_reconfig.h"
