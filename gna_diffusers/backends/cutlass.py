@@ -182,7 +182,7 @@ def _plan(params: GNAParams) -> tuple[TiledLayout, tuple[int, ...]]:
 
 
 @functools.lru_cache(maxsize=256)
-def _measured_schedule(params: GNAParams) -> str:
+def _schedule_by_tiles(params: GNAParams) -> str:
     layout, _ = _plan(params)
     visited, unmasked = tile_counts(params, layout, layout)
     return "persistent" if visited == unmasked else "single"
@@ -190,10 +190,10 @@ def _measured_schedule(params: GNAParams) -> str:
 
 def schedule_for(params: GNAParams) -> str:
     """Persistent CTAs when every visited KV tile is unmasked (fully block-sparse or dense: all tiles cost the same,
-    and the stream across tiles hides each tile's start and end, 2-4% on the shipped recipes); one tile per CTA when
+    and the stream across tiles hides each tile's start and end: 1-4% on the shipped recipes); one tile per CTA when
     masked border tiles make tiles cost different amounts, which the hardware's CTA scheduling balances (7-10% at
     stride 1; H100 measurements in bench/results/attention_cutlass_*)."""
-    return SCHEDULE or _measured_schedule(params)
+    return SCHEDULE or _schedule_by_tiles(params)
 
 
 def _to_tiled(x: torch.Tensor, layout: TiledLayout) -> torch.Tensor:
