@@ -68,6 +68,7 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   params.mainloop.view = view;
   params.mainloop.scale_softmax_log2 = scale * 1.4426950408889634f;
   params.mainloop.tiles = tiles;
+  params.mainloop.key_mask = KeyMask::make(tiles);
   params.epilogue.lse = lse;
   params.epilogue.view = view;
   params.epilogue.tiles = tiles;

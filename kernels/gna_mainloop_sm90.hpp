@@ -98,6 +98,7 @@ struct MainloopSm90 {
     TokenView view;
     float scale_softmax_log2;  // softmax scale applied to q.k, times log2(e)
     TileParams tiles;
+    KeyMask key_mask;  // KeyMask::make(tiles)
   };
 
   CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
@@ -146,49 +147,30 @@ struct MainloopSm90 {
   }
 
   // Sets the scores of keys outside each query's neighborhood to -inf. `rows` holds this thread's query windows,
-  // `cS_mn` the (row, key) coordinates of its accumulator elements. Two paths, same result: KV tiles whose innermost
-  // side is at least 8 (WideMask: two 16-bit sets per row, one bit test per score) and any other shape
-  // (per-dimension comparisons).
+  // `cS_mn` the (row, key) coordinates of its accumulator elements: per row, two 16-bit sets of keys (KeyMask) and
+  // one bit test per score.
   template <class AccQK, class CoordMN, int kRows>
-  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileParams const& tiles,
+  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, Params const& params,
                                         int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
-    if (has_wide_inner_tiles(tiles)) {
-      // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from
-      // base fold to constants, so k and e are known at compile time.
-      int base = get<1>(cS_mn(0, 0));
+    // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from base
+    // fold to constants, so k and e are known at compile time.
+    int base = get<1>(cS_mn(0, 0));
+    int origin[kMaxDims];
+    CUTLASS_PRAGMA_UNROLL
+    for (int d = 0; d < kMaxDims; d++) origin[d] = kv[d] << params.tiles.tile_log2[d];
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRows; i++) {
+      int lo[kMaxDims], hi[kMaxDims];
       CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < kRows; i++) {
-        WideMask mask = WideMask::make(tiles, kv, rows[i]);
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < size<1>(acc_mn); j++) {
-          int offset = get<1>(cS_mn(i, j)) - base;
-          if (!((mask.keys(base + (offset & 7)) >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
-        }
+      for (int d = 0; d < kMaxDims; d++) {
+        lo[d] = rows[i].start[d] - origin[d];
+        hi[d] = rows[i].end[d] - origin[d];
       }
-    } else {
       CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < kRows; i++) {
-        int lo[kMaxDims], hi[kMaxDims];
-        CUTLASS_PRAGMA_UNROLL
-        for (int d = 0; d < kMaxDims; d++) {
-          int origin = kv[d] << tiles.tile_log2[d];
-          lo[d] = rows[i].start[d] - origin;
-          hi[d] = rows[i].end[d] - origin;
-        }
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < size<1>(acc_mn); j++) {
-          int col = get<1>(cS_mn(i, j));
-          bool ok = true;
-          int shift = 0;
-          CUTLASS_PRAGMA_UNROLL
-          for (int d = kMaxDims - 1; d >= 0; --d) {
-            int u = (col >> shift) & ((1 << tiles.tile_log2[d]) - 1);
-            shift += tiles.tile_log2[d];
-            ok = ok && u >= lo[d] && u < hi[d];
-          }
-          if (!ok) acc_mn(i, j) = -INFINITY;
-        }
+      for (int j = 0; j < size<1>(acc_mn); j++) {
+        int offset = get<1>(cS_mn(i, j)) - base;
+        if (!((params.key_mask.keys(lo, hi, base + (offset & 7)) >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
       }
     }
   }
@@ -382,7 +364,7 @@ struct MainloopSm90 {
     pipeline.consumer_release(k_read);
     PipelineState v_read = k_read;
     ++v_read;  // V of step 0
-    if (box.interior_count == 0) apply_mask(acc_qk, tScS_mn, params.tiles, border.kv, rows);
+    if (box.interior_count == 0) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
     softmax.first(acc_qk_mn);
     Tensor p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
 
@@ -433,7 +415,7 @@ struct MainloopSm90 {
       warpgroup_wait<1>();  // scores of this step are in
       warpgroup_fence_operand(acc_qk);
       pipeline.consumer_release(k_read);
-      if (masked) apply_mask(acc_qk, tScS_mn, params.tiles, border.kv, rows);
+      if (masked) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
       if (loop == 0) {
         done_softmax = softmax;
         softmax.first(acc_qk_mn);

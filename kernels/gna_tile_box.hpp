@@ -183,8 +183,7 @@ struct TileCursor {
 };
 
 // The key positions a query row sees, per dimension, in group positions; the mask test for one key tile is then a
-// comparison of the key's offset inside the tile against [start - tile_origin, end - tile_origin) (the mainloop's
-// apply_mask, or WideMask below).
+// comparison of the key's offset inside the tile against [start - tile_origin, end - tile_origin) (KeyMask below).
 struct RowWindow {
   int start[kMaxDims], end[kMaxDims];
 
@@ -202,48 +201,54 @@ struct RowWindow {
   }
 };
 
-GNA_HOST_DEVICE uint32_t bit_run(int lo, int hi, int n) {  // bits [lo, hi) clipped to [0, n), n <= 16
-  int a = imin(imax(lo, 0), n), b = imax(imin(hi, n), a);
-  return (1u << b) - (1u << a);
-}
-
 // The bits of 16 at positions that are multiples of 2^log2 (log2 <= 4): no division.
 GNA_HOST_DEVICE uint32_t every_nth_bit(int log2) {
   return (log2 > 0 ? 0x5555u : 0xFFFFu) & (log2 > 1 ? 0x3333u : 0xFFFFu) & (log2 > 2 ? 0x0F0Fu : 0xFFFFu) &
          (log2 > 3 ? 0x00FFu : 0xFFFFu);
 }
 
-// Fast mask for KV tiles (volume 128) whose innermost side is at least 8, 1D tiles included. A key's offset in the
-// tile is col = 8k + l (k < 16, l < 8), and a WGMMA accumulator thread holds, per row, columns base + 8k + e for
-// every k with its own fixed l = base + e. So per row and KV tile the mask is: for each l the thread owns, a 16-bit
-// set over k, built with a few integer operations; testing a score is then one bit test at a constant position.
-GNA_HOST_DEVICE bool has_wide_inner_tiles(TileParams const& p) { return p.tile_log2[kMaxDims - 1] >= 3; }
+// The token-level mask of a KV tile (volume 128, any shape), in the pattern a WGMMA accumulator thread holds its
+// scores: a key's offset in the tile is col = 8k + l (k < 16, l < 8), and a thread holds, per row, the columns
+// 8k + l of every k for two fixed l. Tile dimension d holds bits [shift, shift + tile_log2) of col (row-major), so
+// its offset u_d is `low_bits` bits of l below a field of k. For one row and one l, the k whose u_d lies in the
+// row's window have that field in a run of values, which over k is a run of bits repeated every 2^period; the keys
+// the row sees are the AND over the dimensions. So per row and l the mask is a 16-bit set over k built with a few
+// integer operations, and testing a score is one bit test at a position known at compile time.
+struct KeyMask {
+  int shift[kMaxDims];        // position of u_d in col
+  int low_bits[kMaxDims];     // bits of u_d taken from l
+  int field_shift[kMaxDims];  // position of u_d's other bits in k
+  int field_size[kMaxDims];   // values of those bits
+  uint32_t repeat[kMaxDims];  // bits at the multiples of 2^period: where a run over the field repeats in k
 
-struct WideMask {
-  uint32_t outer;  // bit k (at multiples of m = innermost side / 8) set where dims 0 and 1 lie in the window
-  int inner_lo, inner_hi;  // the window's innermost interval relative to the KV tile's origin
-  int m;
-
-  GNA_HOST_DEVICE static WideMask make(TileParams const& p, int const (&kv)[kMaxDims], RowWindow const& w) {
-    WideMask mask;
-    int m_log2 = p.tile_log2[2] - 3;
-    int period_log2 = p.tile_log2[1] + m_log2;  // bits of k per position of dim 0
-    mask.m = 1 << m_log2;
-    int period = 1 << period_log2;
-    int origin0 = kv[0] << p.tile_log2[0], origin1 = kv[1] << p.tile_log2[1];
-    uint32_t dim1 =
-        every_nth_bit(m_log2) & bit_run((w.start[1] - origin1) * mask.m, (w.end[1] - origin1) * mask.m, period);
-    mask.outer = (dim1 * every_nth_bit(period_log2)) &
-                 bit_run((w.start[0] - origin0) * period, (w.end[0] - origin0) * period, 16);
-    int origin2 = kv[2] << p.tile_log2[2];
-    mask.inner_lo = w.start[2] - origin2;
-    mask.inner_hi = w.end[2] - origin2;
-    return mask;
+  GNA_HOST_DEVICE static KeyMask make(TileParams const& p) {
+    KeyMask m;
+    int shift = 0;
+    for (int d = kMaxDims - 1; d >= 0; --d) {
+      int bits = p.tile_log2[d];
+      m.shift[d] = shift;
+      m.low_bits[d] = imin(imax(3 - shift, 0), bits);
+      m.field_shift[d] = imax(shift - 3, 0);
+      m.field_size[d] = 1 << (bits - m.low_bits[d]);
+      m.repeat[d] = every_nth_bit(m.field_shift[d] + bits - m.low_bits[d]);
+      shift += bits;
+    }
+    return m;
   }
 
-  // The k whose key 8k + l the row sees: inner position 8a + l (a < m) in the window, times the outer bits.
-  GNA_HOST_DEVICE uint32_t keys(int l) const {
-    return outer * bit_run((inner_lo - l + 7) >> 3, (inner_hi - l + 7) >> 3, m);
+  // Bit k is set where the row sees key 8k + l; [lo, hi) is the row's window per dimension relative to the KV
+  // tile's origin (keys past the grid lie outside every window).
+  GNA_HOST_DEVICE uint32_t keys(int const (&lo)[kMaxDims], int const (&hi)[kMaxDims], int l) const {
+    uint32_t set = 0xFFFFu;
+    for (int d = 0; d < kMaxDims; ++d) {
+      int round = (1 << low_bits[d]) - 1;
+      int part = (l >> shift[d]) & round;
+      // the field values v with lo <= (v << low_bits) + part < hi, clipped to the field
+      int a = imin(imax((lo[d] - part + round) >> low_bits[d], 0), field_size[d]);
+      int b = imin(imax((hi[d] - part + round) >> low_bits[d], a), field_size[d]);
+      set &= ((1u << (b << field_shift[d])) - (1u << (a << field_shift[d]))) * repeat[d];
+    }
+    return set;
   }
 };
 

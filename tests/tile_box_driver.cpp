@@ -2,9 +2,9 @@
 // stdin: 21 ints (length, window, stride, dilation, causal, tile_log2, tiles_per_dim; 3 dims each, padded at the
 // front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..." (KV tiles in visiting order), then
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
-// the grid); with tiles whose innermost side is >= 8, per border KV tile of the first, middle and last Q tile
-// "mask u w0 ... w511": per row, four 32-bit words of the keys it sees (WideMask as the kernel's accumulator threads
-// use it: base 0, 2, 4, 6 and e 0, 1).
+// the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
+// words of the keys it sees (KeyMask as the kernel's accumulator threads use it: l = base + e for base 0, 2, 4, 6
+// and e 0, 1).
 #include <cstdio>
 
 #include "gna_tile_box.hpp"
@@ -26,6 +26,7 @@ int main() {
     groups *= p.dilation[i];
   }
   int tiles = groups * p.tiles_per_group;
+  gna::KeyMask key_mask = gna::KeyMask::make(p);
   gna::TokenView view = gna::TokenView::make(p, natural != 0, 1, 1, 64, tiles * 128);
   for (int t = 0; t < tiles; ++t) {
     gna::TileBox box = gna::TileBox::make(p, t);
@@ -36,20 +37,25 @@ int main() {
       std::printf(" %d", cursor.linear(p, box));
     }
     std::printf("\n");
-    if (gna::has_wide_inner_tiles(p) && (t == 0 || t == tiles / 2 || t == tiles - 1)) {
+    if ((t == 0 || t == tiles / 2 || t == tiles - 1)) {
       gna::TileCursor border = gna::TileCursor::first(box);
       for (int loop = 0; loop < box.count; ++loop) {
         if (loop > 0) border.advance(box, loop);
         if (loop < box.interior_count) continue;
         std::printf("mask %d", border.linear(p, box));
         for (int row = 0; row < 128; ++row) {
-          gna::WideMask mask = gna::WideMask::make(p, border.kv, gna::RowWindow::make(p, box, row));
+          gna::RowWindow window = gna::RowWindow::make(p, box, row);
+          int lo[gna::kMaxDims], hi[gna::kMaxDims];
+          for (int d = 0; d < gna::kMaxDims; ++d) {
+            lo[d] = window.start[d] - (border.kv[d] << p.tile_log2[d]);
+            hi[d] = window.end[d] - (border.kv[d] << p.tile_log2[d]);
+          }
           unsigned words[4] = {0, 0, 0, 0};
           for (int base = 0; base < 8; base += 2)
             for (int e = 0; e < 2; ++e)
               for (int k = 0; k < 16; ++k) {
                 int col = 8 * k + base + e;
-                if ((mask.keys(base + e) >> k) & 1u) words[col / 32] |= 1u << (col % 32);
+                if ((key_mask.keys(lo, hi, base + e) >> k) & 1u) words[col / 32] |= 1u << (col % 32);
               }
           for (unsigned w : words) std::printf(" %u", w);
         }
