@@ -24,13 +24,14 @@ struct EpilogueSm90 {
     TileParams tiles;
   };
 
-  // Starts the store of warpgroup `wg`'s rows of Q tile `at`: the normalized output accumulator `acc`, staged in
-  // `smem`, and the log-sum-exp per row. The staging buffer stays in use until `wait_staging_read` returns.
+  // Stores warpgroup `wg`'s rows of Q tile `at`: the normalized output accumulator `acc`, staged in `smem`, and the
+  // log-sum-exp per row; returns once the TMA unit has read the staging buffer.
   template <class Accumulator, class Lse>
   CUTLASS_DEVICE void operator()(TileCoord const& at, int wg, Accumulator const& acc, Lse const& lse, Element* smem,
                                  Params const& params) {
-    int q_tile[kMaxDims];
-    params.view.tile_index(params.tiles, at.q_linear, q_tile);
+    int q_linear = at.q_linear, batch = at.batch, head = at.head;
+    TileBox box = TileBox::make(params.tiles, q_linear);
+
     using TiledMma = typename Mainloop::TiledMmaPV;
     TiledMma tiled_mma;
     auto thr_mma = tiled_mma.get_thread_slice(threadIdx.x % cutlass::NumThreadsPerWarpGroup);
@@ -44,8 +45,8 @@ struct EpilogueSm90 {
     cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, Mainloop::kEpilogueBarrier + wg);
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) {
       int c[kMaxDims];
-      params.view.half_origin(at.q_linear, q_tile, wg, c);
-      store_tile<Mainloop::kHeadDim, Mainloop::kHalfRows>(&params.o, smem, c, at.head, at.batch);
+      params.view.half_origin(q_linear, box.q_tile, wg, c);
+      store_tile<Mainloop::kHeadDim, Mainloop::kHalfRows>(&params.o, smem, c, head, batch);
       cute::tma_store_arrive();
     }
 
@@ -53,19 +54,13 @@ struct EpilogueSm90 {
     Tensor tOcO = thr_mma.partition_C(cO);
     auto tOcO_mn = make_tensor(tOcO.data(), cutlass::fmha::collective::layout_acc_mn(tiled_mma, tOcO.layout()));
     if (get<1>(tOcO_mn(0, 0)) == 0) {  // one thread of each row's quad
-      float* row_lse = params.lse + (int64_t(at.batch) * params.view.heads + at.head) * params.view.tokens;
+      float* row_lse = params.lse + (int64_t(batch) * params.view.heads + head) * params.view.tokens;
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < size<0>(tOcO_mn); ++i) {
-        int token = params.view.token(at.q_linear, q_tile, wg, get<0>(tOcO_mn(i, 0)));
+        int token = params.view.token(q_linear, box.q_tile, wg, get<0>(tOcO_mn(i, 0)));
         if (token >= 0) row_lse[token] = lse(i);
       }
     }
-  }
-
-  // Returns, in the thread that issued this warpgroup's stores, once the TMA unit has read their staging buffers.
-  // A Q stage's release counts every thread of its warpgroup, so releasing a staging buffer after this call frees it
-  // only once it has been read.
-  CUTLASS_DEVICE static void wait_staging_read() {
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) cute::tma_store_wait<0>();
   }
 };

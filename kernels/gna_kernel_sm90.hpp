@@ -115,12 +115,10 @@ struct KernelSm90 {
       Epilogue epilogue;
       WorkTiles tiles{&params, int(blockIdx.x), step,
                       kPersistent ? (work_tiles(params) - int(blockIdx.x) + step - 1) / step : 1};
-      mainloop.compute(
-          tiles, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read, storage.tensors,
-          [&](TileCoord const& at, auto const& acc, auto const& lse, auto* staging) {
-            epilogue(at, wg, acc, lse, staging, params.epilogue);
-          },
-          [] { Epilogue::wait_staging_read(); });
+      mainloop.compute(tiles, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read, storage.tensors,
+                       [&](TileCoord const& at, auto const& acc, auto const& lse, auto* staging) {
+                         epilogue(at, wg, acc, lse, staging, params.epilogue);
+                       });
     }
   }
 };

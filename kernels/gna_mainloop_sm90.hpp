@@ -281,14 +281,13 @@ struct MainloopSm90 {
   // one stream of KV steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of
   // step i-1 are in flight together, and the softmax of step i runs while PV(i-1) still computes. The stream does
   // not stop between work tiles: the next tile's first QK^T and softmax overlap the last PV of the one before, and
-  // that tile's epilogue (`store_tile(at, output, lse, staging smem)`) starts while the next QK^T computes. The
-  // staging buffer is the finished tile's Q stage, released to the producer a step later, once the store has read
-  // it (`staging_read()` returns then), so the wait for that read never holds the warpgroup's turn.
-  template <class WorkTiles, class StoreTile, class StagingRead>
+  // that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which returns once its output has left the
+  // staging buffer) runs while the next QK^T computes. The staging buffer is the finished tile's Q stage, released
+  // to the producer after the store.
+  template <class WorkTiles, class StoreTile>
   CUTLASS_DEVICE void compute(WorkTiles const& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
-                              PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, StoreTile&& store_tile,
-                              StagingRead&& staging_read) {
+                              PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, StoreTile&& store_tile) {
     using namespace cutlass::fmha::collective;
     int thread_idx = int(threadIdx.x) % cutlass::NumThreadsPerWarpGroup;  // the products are per warpgroup
 
@@ -332,32 +331,18 @@ struct MainloopSm90 {
     static_assert(decltype(size<0>(acc_pv_mn))::value == kRows, "QK and PV accumulators must share rows");
     OnlineSoftmax<kRows> softmax{{}, {}, params.scale_softmax_log2};
 
-    // The finished tile whose last PV is in flight or whose output is still to be stored, and the Q stage of the
-    // last stored one (-1: none), released once the store has read it. Stages are kept as indices: a release
-    // reads nothing else of a pipeline state.
+    // The finished tile whose last PV is in flight or whose output is still to be stored.
     TileCoord done_at;
-    int done_stage, staged_stage = -1;
+    PipelineStateQ done_q;
     OnlineSoftmax<kRows> done_softmax;
-    auto release_staging = [&]() {
-      if (staged_stage < 0) return;
-      staging_read();
-      pipeline_q.consumer_release(PipelineStateQ(staged_stage, 0, 0));
-      staged_stage = -1;
-    };
-    auto finish_tile = [&]() {  // at a transition or the end: the current tile is done once its last PV is in
-      done_at = at;
-      done_stage = smem_pipe_read_q.index();
-      done_softmax = softmax;
-    };
     auto store = [&]() {
-      release_staging();
       float lse_rows[kRows];
       done_softmax.finish(acc_pv_mn, lse_rows);
       Tensor lse = make_tensor<float>(Int<kRows>{});
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
-      store_tile(done_at, acc_pv, lse, storage.smem_q.data() + done_stage * kQStage);
-      staged_stage = done_stage;
+      store_tile(done_at, acc_pv, lse, storage.smem_q.data() + done_q.index() * kQStage);
+      pipeline_q.consumer_release(done_q);
     };
 
     // Step 0 of the first tile: scores and probabilities; its PV product is issued with the next step's scores.
@@ -396,10 +381,10 @@ struct MainloopSm90 {
     int loop = 1;  // KV step inside the current tile
     CUTLASS_PRAGMA_NO_UNROLL
     while (true) {
-      release_staging();  // the store started a step ago has long been read; before the turn, so it holds no one
       if (loop == box.count) {  // the next step is the next work tile's first
         if (tile + 1 == tiles.count) break;
-        finish_tile();
+        done_at = at;
+        done_q = smem_pipe_read_q;
         ++tile;
         smem_pipe_read_q.advance(NumMmaWarpGroups);  // this warpgroup's next Q stage
         begin_tile();
@@ -432,6 +417,7 @@ struct MainloopSm90 {
       pipeline.consumer_release(k_read);
       if (masked) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
       if (loop == 0) {
+        done_softmax = softmax;
         softmax.first(acc_qk_mn);
       } else {
         softmax.next(acc_qk_mn, correction);
@@ -445,8 +431,7 @@ struct MainloopSm90 {
       p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
       pv_first = loop == 0;
       store_due = loop == 0;
-      // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup; released at
-      // the next step's start).
+      // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup).
       if (store_due && box.count == 1) {
         store();
         store_due = false;
@@ -470,9 +455,10 @@ struct MainloopSm90 {
     pipeline.consumer_release(v_read);
     smem_pipe_read = v_read;
     ++smem_pipe_read;
-    finish_tile();
+    done_at = at;
+    done_q = smem_pipe_read_q;
+    done_softmax = softmax;
     store();
-    release_staging();  // the output must be read before the CTA exits
     smem_pipe_read_q.advance(NumMmaWarpGroups);
   }
 };

@@ -19,17 +19,6 @@ struct TokenView {
 
   GNA_HOST_DEVICE int half_log2(int d) const { return tile_log2[d] - (d == split_dim ? 1 : 0); }
 
-  // The per-dimension index of tile `linear` as `origin` and `token` take it: its place in the grid's tiles in
-  // natural order (one dilation group there), unused in tiled order. Two divisions, against a whole TileBox.
-  GNA_HOST_DEVICE void tile_index(TileParams const& p, int linear, int (&dims)[kMaxDims]) const {
-    for (int d = kMaxDims - 1; d > 0; --d) {
-      int rest = natural ? linear / p.tiles_per_dim[d] : 0;
-      dims[d] = natural ? linear - rest * p.tiles_per_dim[d] : 0;
-      linear = rest;
-    }
-    dims[0] = natural ? linear : 0;
-  }
-
   // Box origin of a tile: natural order from its per-dimension tile index, tiled order from its linear index.
   GNA_HOST_DEVICE void origin(int linear, int const (&dims)[kMaxDims], int (&c)[kMaxDims]) const {
     for (int d = 0; d < kMaxDims; ++d) c[d] = natural ? dims[d] << tile_log2[d] : 0;
