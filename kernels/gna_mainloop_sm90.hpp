@@ -153,12 +153,22 @@ struct MainloopSm90 {
   CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, Params const& params,
                                         int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
-    // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from base
-    // fold to constants, so k and e are known at compile time.
-    int base = get<1>(cS_mn(0, 0));
     int origin[kMaxDims];
     CUTLASS_PRAGMA_UNROLL
     for (int d = 0; d < kMaxDims; d++) origin[d] = kv[d] << params.tiles.tile_log2[d];
+    if (params.key_mask.wide) {
+      mask_rows<true>(acc_mn, cS_mn, params.key_mask, origin, rows);
+    } else {
+      mask_rows<false>(acc_mn, cS_mn, params.key_mask, origin, rows);
+    }
+  }
+
+  template <bool kWide, class AccMN, class CoordMN, int kRows>
+  CUTLASS_DEVICE static void mask_rows(AccMN& acc_mn, CoordMN const& cS_mn, KeyMask const& key_mask,
+                                       int const (&origin)[kMaxDims], RowWindow const (&rows)[kRows]) {
+    // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from base
+    // fold to constants, so k and e are known at compile time.
+    int base = get<1>(cS_mn(0, 0));
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) {
       int lo[kMaxDims], hi[kMaxDims];
@@ -170,7 +180,7 @@ struct MainloopSm90 {
       CUTLASS_PRAGMA_UNROLL
       for (int j = 0; j < size<1>(acc_mn); j++) {
         int offset = get<1>(cS_mn(i, j)) - base;
-        if (!((params.key_mask.keys(lo, hi, base + (offset & 7)) >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
+        if (!((key_mask.keys<kWide>(lo, hi, base + (offset & 7)) >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
       }
     }
   }

@@ -213,13 +213,15 @@ GNA_HOST_DEVICE uint32_t every_nth_bit(int log2) {
 // its offset u_d is `low_bits` bits of l below a field of k. For one row and one l, the k whose u_d lies in the
 // row's window have that field in a run of values, which over k is a run of bits repeated every 2^period; the keys
 // the row sees are the AND over the dimensions. So per row and l the mask is a 16-bit set over k built with a few
-// integer operations, and testing a score is one bit test at a position known at compile time.
+// integer operations, and testing a score is one bit test at a position known at compile time. With wide tiles
+// (innermost side >= 8, `wide`) dimensions 0 and 1 lie in k alone: their part of the set is the same for every l.
 struct KeyMask {
   int shift[kMaxDims];        // position of u_d in col
   int low_bits[kMaxDims];     // bits of u_d taken from l
   int field_shift[kMaxDims];  // position of u_d's other bits in k
   int field_size[kMaxDims];   // values of those bits
   uint32_t repeat[kMaxDims];  // bits at the multiples of 2^period: where a run over the field repeats in k
+  bool wide;
 
   GNA_HOST_DEVICE static KeyMask make(TileParams const& p) {
     KeyMask m;
@@ -233,14 +235,23 @@ struct KeyMask {
       m.repeat[d] = every_nth_bit(m.field_shift[d] + bits - m.low_bits[d]);
       shift += bits;
     }
+    m.wide = p.tile_log2[kMaxDims - 1] >= 3;
     return m;
   }
 
   // Bit k is set where the row sees key 8k + l; [lo, hi) is the row's window per dimension relative to the KV
-  // tile's origin (keys past the grid lie outside every window).
+  // tile's origin (keys past the grid lie outside every window). kWide must equal `wide`: with it, the part of
+  // dimensions 0 and 1 does not depend on l, so a caller testing several l computes it once.
+  template <bool kWide>
   GNA_HOST_DEVICE uint32_t keys(int const (&lo)[kMaxDims], int const (&hi)[kMaxDims], int l) const {
+    return kWide ? dims_keys<0, 2>(lo, hi, 0) & dims_keys<2, 3>(lo, hi, l) : dims_keys<0, kMaxDims>(lo, hi, l);
+  }
+
+  // The keys that dimensions [kFirst, kLast) alone let the row see.
+  template <int kFirst, int kLast>
+  GNA_HOST_DEVICE uint32_t dims_keys(int const (&lo)[kMaxDims], int const (&hi)[kMaxDims], int l) const {
     uint32_t set = 0xFFFFu;
-    for (int d = 0; d < kMaxDims; ++d) {
+    for (int d = kFirst; d < kLast; ++d) {
       int round = (1 << low_bits[d]) - 1;
       int part = (l >> shift[d]) & round;
       // the field values v with lo <= (v << low_bits) + part < hi, clipped to the field

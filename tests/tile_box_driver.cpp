@@ -55,7 +55,9 @@ int main() {
             for (int e = 0; e < 2; ++e)
               for (int k = 0; k < 16; ++k) {
                 int col = 8 * k + base + e;
-                if ((key_mask.keys(lo, hi, base + e) >> k) & 1u) words[col / 32] |= 1u << (col % 32);
+                int l = base + e;
+                unsigned keys = key_mask.wide ? key_mask.keys<true>(lo, hi, l) : key_mask.keys<false>(lo, hi, l);
+                if ((keys >> k) & 1u) words[col / 32] |= 1u << (col % 32);
               }
           for (unsigned w : words) std::printf(" %u", w);
         }
