@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Compare kernel sources of several git refs on one GPU in one run (same card, same clocks), e.g. a branch and main.
-#   here:            scripts/bench_kernel_variants.sh export main=main fastdiv=fastdiv   (-> .kwork/<name>/kernels)
+# Compare the kernels of several git refs on one GPU in one run (same card, same clocks), e.g. a branch and main.
+#   here:            scripts/bench_kernel_variants.sh export main=main fastdiv=fastdiv   (-> .kwork/<name>/)
 #   on the device:   OUT=$OUT scripts/bench_kernel_variants.sh run main fastdiv           (carry .kwork and .whl)
+# Each ref's kernels, package and scripts are exported together (a kernel's parameters follow its package's planner).
 # `run` builds bf16 d128 of each (both schedules, in parallel), counts HGMMA and local-memory ops in the SASS, then
-# times each with scripts/bench_cutlass.py (its schedule check against the reference included): the block-sparse
-# recipes on the persistent schedule and the stride-1 grids on the single one, the schedules the backend picks.
+# times each with its own scripts/bench_cutlass.py (its schedule check against the reference included): the
+# block-sparse recipes on the persistent schedule and the stride-1 grids on the single one, the schedules the backend
+# picks.
 set -o pipefail
 mode=$1
 shift
@@ -12,17 +14,18 @@ case "$mode" in
   export)
     for pair in "$@"; do
       name=${pair%%=*} ref=${pair#*=}
-      rm -rf ".kwork/$name" && mkdir -p ".kwork/$name" && git archive "$ref" kernels | tar -x -C ".kwork/$name" || exit 1
+      rm -rf ".kwork/$name" && mkdir -p ".kwork/$name" || exit 1
+      git archive "$ref" kernels gna_diffusers recipes scripts | tar -x -C ".kwork/$name" || exit 1
       echo "$name: $(git rev-parse --short "$ref")" | tee ".kwork/$name/ref.txt"
     done ;;
   run)
     export PYTHONUNBUFFERED=1 GNA_KERNEL_CACHE=${GNA_KERNEL_CACHE:-/tmp/gna_kernel_cache}
-    OUT=${OUT:-out}
+    OUT=$(realpath -m "${OUT:-out}")
     mkdir -p "$OUT"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
     for name in "$@"; do
-      (GNA_KERNELS_DIR=$PWD/.kwork/$name/kernels timeout 300 python3 -m gna_diffusers build-kernels --dtypes bfloat16 \
-         --head-dims 128 --jobs 2 > "$OUT/build_$name.log" 2>&1; echo "build $name: rc $?") &
+      (cd ".kwork/$name" && PYTHONPATH=$PWD:$PYTHONPATH timeout 300 python3 -m gna_diffusers build-kernels \
+         --dtypes bfloat16 --head-dims 128 --jobs 2 > "$OUT/build_$name.log" 2>&1; echo "build $name: rc $?") &
     done
     wait
     for so in "$GNA_KERNEL_CACHE"/*/*.so; do
@@ -31,8 +34,9 @@ case "$mode" in
     bench() {  # name schedule case...
       local name=$1 schedule=$2
       shift 2
-      GNA_KERNELS_DIR=$PWD/.kwork/$name/kernels timeout 150 python3 scripts/bench_cutlass.py --schedules "$schedule" \
-        --cases "$@" --out "$OUT/bench_${name}_$schedule.json" 2>&1 | grep -E "^(relative|cosmos|flux|hunyuan)"
+      (cd ".kwork/$name" && PYTHONPATH=$PWD:$PYTHONPATH timeout 150 python3 scripts/bench_cutlass.py \
+        --schedules "$schedule" --cases "$@" --out "$OUT/bench_${name}_$schedule.json" 2>&1) \
+        | grep -E "^(relative|cosmos|flux|hunyuan)"
     }
     for name in "$@"; do
       echo "== $name $(cat ".kwork/$name/ref.txt" 2>/dev/null)"
