@@ -37,7 +37,7 @@ int main() {
       std::printf(" %d", cursor.linear(p, box));
     }
     std::printf("\n");
-    if ((t == 0 || t == tiles / 2 || t == tiles - 1)) {
+    if (t == 0 || t == tiles / 2 || t == tiles - 1) {
       gna::TileCursor border = gna::TileCursor::first(box);
       for (int loop = 0; loop < box.count; ++loop) {
         if (loop > 0) border.advance(box, loop);
