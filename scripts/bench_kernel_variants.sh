@@ -28,9 +28,7 @@ case "$mode" in
          --dtypes bfloat16 --head-dims 128 --jobs 2 > "$OUT/build_$name.log" 2>&1; echo "build $name: rc $?") &
     done
     wait
-    for so in "$GNA_KERNEL_CACHE"/*/*.so; do
-      echo "$(basename "$so"): HGMMA $(cuobjdump -sass "$so" | grep -c HGMMA), LDL/STL $(cuobjdump -sass "$so" | grep -cE '\b(LDL|STL)\b')"
-    done
+    bash "$(dirname "$0")/sass_check.sh" "$GNA_KERNEL_CACHE"
     bench() {  # name schedule case...
       local name=$1 schedule=$2
       shift 2

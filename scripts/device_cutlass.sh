@@ -8,8 +8,6 @@ OUT=${OUT:-out}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv
 python3 -m gna_diffusers build-kernels --jobs 8 || exit 1
-for so in "$GNA_KERNEL_CACHE"/*/*.so; do
-  echo "$(basename "$so"): HGMMA $(cuobjdump -sass "$so" | grep -c HGMMA), local-memory ops $(cuobjdump -sass "$so" | grep -cE '\b(LDL|STL)\b')"
-done
+bash "$(dirname "$0")/sass_check.sh" "$GNA_KERNEL_CACHE"
 timeout 300 python3 -m pytest -q --maxfail=5 -p no:cacheprovider tests/test_cutlass_gpu.py 2>&1 | tail -40
 python3 scripts/bench_cutlass.py --out "$OUT/bench_cutlass.json" ${SCHEDULES:+--schedules $SCHEDULES} ${BENCH_CASES:+--cases $BENCH_CASES}
