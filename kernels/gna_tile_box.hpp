@@ -2,7 +2,7 @@
 //
 // Mirrors gna_diffusers/ops/tiles.py and ops/semantics.py. Tokens are in the tiled layout of ops/layout.py:
 // dilation group (row-major over dims), then tile index (row-major), then position inside the tile (row-major).
-// Q and KV use the same tile shape; every tile side is a power of two (the tile volume is a power of two).
+// Q and KV tiles have shapes of their own; every tile side is a power of two (the tile volume is a power of two).
 // A Q tile visits the box of KV tiles covering the union of its queries' windows; a visited KV tile needs the
 // token-level mask unless it lies inside every one of those windows (the box's interior). The visiting order puts
 // the interior first, then the border: the softmax is order-free, and a mainloop can then run the unmasked tiles in
@@ -32,9 +32,12 @@ struct TileParams {
   int stride[kMaxDims];
   int dilation[kMaxDims];
   int causal[kMaxDims];         // 0 or 1
-  int tile_log2[kMaxDims];      // tile side = 1 << tile_log2
-  int tiles_per_dim[kMaxDims];  // tiles per dilation group along each dimension
-  int tiles_per_group;          // product of tiles_per_dim
+  int q_tile_log2[kMaxDims];       // Q tile side = 1 << q_tile_log2
+  int q_tiles_per_dim[kMaxDims];   // Q tiles per dilation group along each dimension
+  int q_tiles_per_group;           // product of q_tiles_per_dim
+  int kv_tile_log2[kMaxDims];      // the same for the K and V tiles
+  int kv_tiles_per_dim[kMaxDims];
+  int kv_tiles_per_group;
 };
 
 // One unit of kernel work: the Q tile `q_linear` (index in the tiled sequence) of one (batch, head).
@@ -57,32 +60,32 @@ GNA_HOST_DEVICE void window_bounds(int pos, int glen, int window, int stride, bo
 }
 
 // The KV-tile box one Q tile visits, and the inner box that needs no mask. Coordinates are tile indices inside the
-// Q tile's dilation group; `group_base` is the group's first tile in the tiled sequence.
+// Q tile's dilation group; `group_base` is the group's first KV tile in the tiled KV sequence.
 struct TileBox {
   int lo[kMaxDims], extent[kMaxDims];       // visited: [lo, lo + extent)
   int full_lo[kMaxDims], full_hi[kMaxDims]; // unmasked: [full_lo, full_hi)
   int q_tile[kMaxDims];                     // the Q tile's index per dimension
   int group_len[kMaxDims];                  // positions in this dilation group per dimension
-  int group_base;                           // tiled index of the group's first tile
+  int group_base;                           // tiled index of the group's first KV tile
   int count;                                // number of visited KV tiles (>= 1)
   int interior_count;                       // of which unmasked (visited first)
 
   // Builds the box of Q tile `q_tile_index` (a tile of the tiled sequence, padding tiles included).
   GNA_HOST_DEVICE static TileBox make(TileParams const& p, int q_tile_index) {
     TileBox b;
-    int group = q_tile_index / p.tiles_per_group;
-    int rest = q_tile_index - group * p.tiles_per_group;
-    b.group_base = group * p.tiles_per_group;
+    int group = q_tile_index / p.q_tiles_per_group;
+    int rest = q_tile_index - group * p.q_tiles_per_group;
+    b.group_base = group * p.kv_tiles_per_group;
     b.count = 1;
     b.interior_count = 1;
     for (int i = kMaxDims - 1; i >= 0; --i) {
       int g = group % p.dilation[i];
       group /= p.dilation[i];
-      b.q_tile[i] = rest % p.tiles_per_dim[i];
-      rest /= p.tiles_per_dim[i];
+      b.q_tile[i] = rest % p.q_tiles_per_dim[i];
+      rest /= p.q_tiles_per_dim[i];
       int glen = p.length[i] / p.dilation[i] + (g < p.length[i] % p.dilation[i] ? 1 : 0);
       b.group_len[i] = glen;
-      int tile = 1 << p.tile_log2[i];
+      int tile = 1 << p.q_tile_log2[i];
       // A tile of padding only still visits one (masked) KV tile, so every CTA runs the same pipeline shape.
       int first = imin(b.q_tile[i] * tile, glen - 1);
       int last = imin(b.q_tile[i] * tile + tile, glen) - 1;
@@ -90,10 +93,11 @@ struct TileBox {
       int s_first, e_first, s_last, e_last;
       window_bounds(first, glen, p.window[i], p.stride[i], p.causal[i], s_first, e_first);
       window_bounds(last, glen, p.window[i], p.stride[i], p.causal[i], s_last, e_last);
-      int lo = s_first >> p.tile_log2[i];
-      int hi = (e_last + tile - 1) >> p.tile_log2[i];
-      int full_lo = (s_last + tile - 1) >> p.tile_log2[i];
-      int full_hi = imax(imin(e_first, glen) >> p.tile_log2[i], full_lo);
+      int kv_log2 = p.kv_tile_log2[i], kv_tile = 1 << kv_log2;
+      int lo = s_first >> kv_log2;
+      int hi = (e_last + kv_tile - 1) >> kv_log2;
+      int full_lo = (s_last + kv_tile - 1) >> kv_log2;
+      int full_hi = imax(imin(e_first, glen) >> kv_log2, full_lo);
       b.lo[i] = lo;
       b.extent[i] = hi - lo;
       b.full_lo[i] = full_lo;
@@ -161,7 +165,7 @@ struct TileCursor {
   // Tile index in the tiled KV sequence.
   GNA_HOST_DEVICE int linear(TileParams const& p, TileBox const& b) const {
     int index = 0;
-    for (int i = 0; i < kMaxDims; ++i) index = index * p.tiles_per_dim[i] + kv[i];
+    for (int i = 0; i < kMaxDims; ++i) index = index * p.kv_tiles_per_dim[i] + kv[i];
     return b.group_base + index;
   }
 
@@ -192,9 +196,9 @@ struct RowWindow {
     RowWindow w;
     int shift = 0;
     for (int i = kMaxDims - 1; i >= 0; --i) {
-      int u = (row >> shift) & ((1 << p.tile_log2[i]) - 1);
-      shift += p.tile_log2[i];
-      int pos = imin((box.q_tile[i] << p.tile_log2[i]) + u, box.group_len[i] - 1);  // padding rows: any window
+      int u = (row >> shift) & ((1 << p.q_tile_log2[i]) - 1);
+      shift += p.q_tile_log2[i];
+      int pos = imin((box.q_tile[i] << p.q_tile_log2[i]) + u, box.group_len[i] - 1);  // padding rows: any window
       window_bounds(pos, box.group_len[i], p.window[i], p.stride[i], p.causal[i], w.start[i], w.end[i]);
     }
     return w;
@@ -227,7 +231,7 @@ struct KeyMask {
     KeyMask m;
     int shift = 0;
     for (int d = kMaxDims - 1; d >= 0; --d) {
-      int bits = p.tile_log2[d];
+      int bits = p.kv_tile_log2[d];
       m.shift[d] = shift;
       m.low_bits[d] = imin(imax(3 - shift, 0), bits);
       m.field_shift[d] = imax(shift - 3, 0);
@@ -235,7 +239,7 @@ struct KeyMask {
       m.repeat[d] = every_nth_bit(m.field_shift[d] + bits - m.low_bits[d]);
       shift += bits;
     }
-    m.wide = p.tile_log2[kMaxDims - 1] >= 3;
+    m.wide = p.kv_tile_log2[kMaxDims - 1] >= 3;
     return m;
   }
 

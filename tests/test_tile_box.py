@@ -58,6 +58,9 @@ PROBLEMS = [  # the shipped recipes' shapes, scaled down, plus random ones
     dict(grid=(64, 64), window=(20, 20), stride=(4, 4), dilation=(1, 1), causal=(False, False)),
     dict(grid=(8, 22, 40), window=(4, 12, 12), stride=(4, 4, 4), dilation=(1, 1, 1), causal=(False,) * 3),
     dict(grid=(10, 24, 20), window=(6, 12, 12), stride=(1, 1, 1), dilation=(1, 1, 1), causal=(False,) * 3),
+    # Q and KV tiles of different shapes, in the model's order and in the tiled layout
+    dict(grid=(16, 24, 40), window=(9, 12, 12), stride=(1, 1, 1), dilation=(1, 1, 1), causal=(False,) * 3),
+    dict(grid=(64, 64), window=(16, 16), stride=(1, 1), dilation=(2, 2), causal=(False, False)),
 ] + [_random_problem(random.Random(seed)) for seed in range(50)]
 
 
@@ -71,17 +74,19 @@ def _run_driver(driver: Path, flat: tuple[int, ...], natural: bool) -> list[str]
 def test_tile_visits_match_brute_force(driver, problem):
     x = torch.zeros(1, int(torch.tensor(problem["grid"]).prod()), 1, 64)
     params = make_inputs(x, x, x, **problem).params
-    layout, flat = cutlass._plan(params)
+    plan = cutlass._plan(params)
+    layout, kv_layout = plan.q_layout, plan.kv_layout
     natural = all(d == 1 for d in problem["dilation"])
-    lines = _run_driver(driver, flat, natural)
+    lines = _run_driver(driver, plan.flat, natural)
 
-    # tiled position -> row-major token (-1 for padding)
-    coords = layout.coordinates()
-    valid = layout.valid()
-    token = torch.zeros(len(coords), dtype=torch.int64)
-    for i, length in enumerate(problem["grid"]):
-        token = token * length + coords[:, i].clamp(max=length - 1)
-    token = torch.where(valid, token, torch.full_like(token, -1))
+    def tokens(tiled) -> torch.Tensor:  # tiled position -> row-major token (-1 for padding)
+        coords = tiled.coordinates()
+        result = torch.zeros(len(coords), dtype=torch.int64)
+        for i, length in enumerate(problem["grid"]):
+            result = result * length + coords[:, i].clamp(max=length - 1)
+        return torch.where(tiled.valid(), result, torch.full_like(result, -1))
+
+    token, kv_token = tokens(layout), tokens(kv_layout)
     # neighbor(q, k) = every dimension's 1D neighbor relation (the semantics doc's definition), by brute force per axis
     axes = [torch.tensor([[neighbor_1d(q, k, length, w, s, d, c) for k in range(length)] for q in range(length)])
             for length, w, s, d, c in zip(*(problem[key] for key in ("grid", "window", "stride", "dilation",
@@ -111,7 +116,7 @@ def test_tile_visits_match_brute_force(driver, problem):
         count, interior, visited = fields[0], fields[1], fields[2:]
         assert len(visited) == count >= 1 and 0 <= interior <= count
         assert len(set(visited)) == count, f"tile {t} visits a KV tile twice: {visited}"
-        assert all(0 <= u < layout.num_tiles for u in visited)
+        assert all(0 <= u < kv_layout.num_tiles for u in visited)
         rows = token[t * 128:(t + 1) * 128]
         queries = rows[rows >= 0]
         if natural:
@@ -120,20 +125,20 @@ def test_tile_visits_match_brute_force(driver, problem):
         if len(queries) == 0:
             continue
         needed = set()
-        for u in range(layout.num_tiles):
-            keys = token[u * 128:(u + 1) * 128]
+        for u in range(kv_layout.num_tiles):
+            keys = kv_token[u * 128:(u + 1) * 128]
             keys = keys[keys >= 0]
             if len(keys) and neighbors(queries, keys).any():
                 needed.add(u)
         assert needed <= set(visited), f"tile {t} misses KV tiles {sorted(needed - set(visited))}"
         for u in visited[:interior]:
-            keys = token[u * 128:(u + 1) * 128]
+            keys = kv_token[u * 128:(u + 1) * 128]
             assert (keys >= 0).all(), f"tile {t}: interior KV tile {u} holds padding"
             assert neighbors(queries, keys).all(), f"tile {t}: interior KV tile {u} is not fully inside the windows"
         # the kernel's mask of each border KV tile: exactly the real neighbors of every real query row
         for u, words in records[t]["masks"].items():
             assert u in visited[interior:], f"tile {t}: mask printed for a KV tile that is not a border tile"
-            keys = token[u * 128:(u + 1) * 128]
+            keys = kv_token[u * 128:(u + 1) * 128]
             got = torch.tensor([[(words[4 * r + c // 32] >> (c % 32)) & 1 for c in range(128)] for r in range(128)],
                                dtype=torch.bool)
             real = rows >= 0

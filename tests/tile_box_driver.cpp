@@ -1,6 +1,7 @@
 // Test driver for the kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp) on the CPU.
-// stdin: 21 ints (length, window, stride, dilation, causal, tile_log2, tiles_per_dim; 3 dims each, padded at the
-// front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..." (KV tiles in visiting order), then
+// stdin: 27 ints (length, window, stride, dilation, causal, then tile_log2 and tiles_per_dim of the Q and of the KV
+// tiles; 3 dims each, padded at the front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..."
+// (KV tiles in visiting order, indices of the tiled KV sequence), then
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
 // the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
 // words of the keys it sees (KeyMask as the kernel's accumulator threads use it: l = base + e for base 0, 2, 4, 6
@@ -13,21 +14,24 @@
 int main() {
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;
-  int* rows[] = {p.length, p.window, p.stride, p.dilation, p.causal, p.tile_log2, p.tiles_per_dim};
+  int* rows[] = {p.length,      p.window,          p.stride,       p.dilation,      p.causal,
+                 p.q_tile_log2, p.q_tiles_per_dim, p.kv_tile_log2, p.kv_tiles_per_dim};
   for (int* row : rows)
     for (int i = 0; i < gna::kMaxDims; ++i)
       if (std::scanf("%d", &row[i]) != 1) return 2;
   int natural = 0;
   if (std::scanf("%d", &natural) != 1) return 2;
-  p.tiles_per_group = 1;
+  p.q_tiles_per_group = 1;
+  p.kv_tiles_per_group = 1;
   int groups = 1;
   for (int i = 0; i < gna::kMaxDims; ++i) {
-    p.tiles_per_group *= p.tiles_per_dim[i];
+    p.q_tiles_per_group *= p.q_tiles_per_dim[i];
+    p.kv_tiles_per_group *= p.kv_tiles_per_dim[i];
     groups *= p.dilation[i];
   }
-  int tiles = groups * p.tiles_per_group;
+  int tiles = groups * p.q_tiles_per_group;
   gna::KeyMask key_mask = gna::KeyMask::make(p);
-  gna::TokenView view = gna::TokenView::make(p, natural != 0, 1, 1, 64, tiles * 128);
+  gna::TokenView view = gna::TokenView::make(p, p.q_tile_log2, natural != 0, 1, 1, 64, tiles * 128);
   for (int t = 0; t < tiles; ++t) {
     gna::TileBox box = gna::TileBox::make(p, t);
     std::printf("%d %d", box.count, box.interior_count);
@@ -47,8 +51,8 @@ int main() {
           gna::RowWindow window = gna::RowWindow::make(p, box, row);
           int lo[gna::kMaxDims], hi[gna::kMaxDims];
           for (int d = 0; d < gna::kMaxDims; ++d) {
-            lo[d] = window.start[d] - (border.kv[d] << p.tile_log2[d]);
-            hi[d] = window.end[d] - (border.kv[d] << p.tile_log2[d]);
+            lo[d] = window.start[d] - (border.kv[d] << p.kv_tile_log2[d]);
+            hi[d] = window.end[d] - (border.kv[d] << p.kv_tile_log2[d]);
           }
           unsigned words[4] = {0, 0, 0, 0};
           for (int base = 0; base < 8; base += 2)
