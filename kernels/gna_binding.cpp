@@ -36,8 +36,6 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::
   TORCH_CHECK(tile_params.size() == 9 * gna::kMaxDims, "tile_params must hold 9 x ", gna::kMaxDims, " ints");
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;
-  p.q_tiles_per_group = 1;
-  p.kv_tiles_per_group = 1;
   for (int i = 0; i < gna::kMaxDims; ++i) {
     p.length[i] = static_cast<int>(tile_params[0 * gna::kMaxDims + i]);
     p.window[i] = static_cast<int>(tile_params[1 * gna::kMaxDims + i]);
@@ -48,9 +46,8 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::
     p.q_tiles_per_dim[i] = static_cast<int>(tile_params[6 * gna::kMaxDims + i]);
     p.kv_tile_log2[i] = static_cast<int>(tile_params[7 * gna::kMaxDims + i]);
     p.kv_tiles_per_dim[i] = static_cast<int>(tile_params[8 * gna::kMaxDims + i]);
-    p.q_tiles_per_group *= p.q_tiles_per_dim[i];
-    p.kv_tiles_per_group *= p.kv_tiles_per_dim[i];
   }
+  p.finish();
   const char* error = gna::forward_sm90(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                                         lse.data_ptr<float>(), static_cast<int>(batch), static_cast<int>(heads),
                                         static_cast<int>(q_tokens), static_cast<int>(k.size(1)),

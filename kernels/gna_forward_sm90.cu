@@ -66,6 +66,8 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   params.q_tiles = q_tiled_tokens / get<0>(TileShape{});
   params.heads = heads;
   params.batch = batch;
+  params.q_tiles_div = FastDivisor::make(params.q_tiles);
+  params.heads_div = FastDivisor::make(heads);
   params.mainloop.q_view = q_view;
   params.mainloop.kv_view = kv_view;
   params.mainloop.scale_softmax_log2 = scale * 1.4426950408889634f;

@@ -5,13 +5,44 @@
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
 // the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
 // words of the keys it sees (KeyMask as the kernel's accumulator threads use it: l = base + e for base 0, 2, 4, 6
-// and e 0, 1).
+// and e 0, 1). With the argument --divisors it checks FastDivisor against integer division instead: prints "ok", or
+// the first wrong quotient and exits with 4.
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 
 #include "gna_tile_box.hpp"
 #include "gna_token_view.hpp"
 
-int main() {
+// Divisors 1..5000 and some large ones, each against small dividends, the multiples of it and their neighbours near
+// the top of the range, and pseudo-random ones up to 2^31 - 1.
+int check_divisors() {
+  uint32_t state = 12345u;
+  auto next = [&]() { return state = state * 1664525u + 1013904223u; };
+  for (int d = 1; d < 5200; ++d) {
+    int divisor = d < 5000 ? d : static_cast<int>(next() >> 1) | 1;
+    gna::FastDivisor f = gna::FastDivisor::make(divisor);
+    auto wrong = [&](int n) {
+      if (f.div(n) == n / divisor && f.mod(n) == n % divisor) return false;
+      std::printf("%d / %d: got %d\n", n, divisor, f.div(n));
+      return true;
+    };
+    for (int n = 0; n < 3000; ++n)
+      if (wrong(n)) return 4;
+    for (int64_t q = INT32_MAX / divisor - 2; q <= INT32_MAX / divisor; ++q)
+      for (int64_t e = -1; e <= 1; ++e) {
+        int64_t n = q * divisor + e;
+        if (n >= 0 && n <= INT32_MAX && wrong(static_cast<int>(n))) return 4;
+      }
+    for (int i = 0; i < 2000; ++i)
+      if (wrong(static_cast<int>(next() >> 1))) return 4;
+  }
+  std::printf("ok\n");
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--divisors") == 0) return check_divisors();
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;
   int* rows[] = {p.length,      p.window,          p.stride,       p.dilation,      p.causal,
@@ -21,14 +52,9 @@ int main() {
       if (std::scanf("%d", &row[i]) != 1) return 2;
   int natural = 0;
   if (std::scanf("%d", &natural) != 1) return 2;
-  p.q_tiles_per_group = 1;
-  p.kv_tiles_per_group = 1;
+  p.finish();
   int groups = 1;
-  for (int i = 0; i < gna::kMaxDims; ++i) {
-    p.q_tiles_per_group *= p.q_tiles_per_dim[i];
-    p.kv_tiles_per_group *= p.kv_tiles_per_dim[i];
-    groups *= p.dilation[i];
-  }
+  for (int i = 0; i < gna::kMaxDims; ++i) groups *= p.dilation[i];
   int tiles = groups * p.q_tiles_per_group;
   gna::KeyMask key_mask = gna::KeyMask::make(p);
   gna::TokenView view = gna::TokenView::make(p, p.q_tile_log2, natural != 0, 1, 1, 64, tiles * 128);
