@@ -110,11 +110,14 @@ def test_tile_visits_match_brute_force(driver, problem):
     for line in lines:
         if line.startswith("tokens"):
             records[len(records) - 1]["tokens"] = [int(v) for v in line.split()[1:]]
+        elif line.startswith("kvorigin"):
+            fields = [int(v) for v in line.split()[1:]]
+            records[len(records) - 1]["kv_origins"][fields[0]] = fields[1:]
         elif line.startswith("mask"):
             fields = [int(v) for v in line.split()[1:]]
             records[len(records) - 1]["masks"][fields[0]] = fields[1:]
         else:
-            records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}}
+            records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}, "kv_origins": {}}
     assert len(records) == layout.num_tiles
     masks_checked = 0
     for t in range(layout.num_tiles):
@@ -151,5 +154,19 @@ def test_tile_visits_match_brute_force(driver, problem):
             want = neighbors(rows[real], keys.clamp(min=0)) & (keys >= 0)
             assert torch.equal(got[real], want), f"tile {t}: wrong mask for KV tile {u}"
             masks_checked += 1
+    # in the model's order, the K/V load box at each printed origin holds exactly the KV layout's tile
+    padded_grid = (1,) * (3 - len(problem["grid"])) + tuple(problem["grid"])
+    padded_tile = (1,) * (3 - len(kv_layout.tile)) + tuple(kv_layout.tile)
+    offsets = torch.stack(torch.meshgrid(*[torch.arange(n) for n in padded_tile], indexing="ij"), -1).reshape(-1, 3)
+    origins_checked = 0
+    for t, record in records.items():
+        for u, origin in record["kv_origins"].items():
+            pos = offsets + torch.tensor(origin)
+            inside = (pos < torch.tensor(padded_grid)).all(dim=1)
+            box_tokens = (pos[:, 0] * padded_grid[1] + pos[:, 1]) * padded_grid[2] + pos[:, 2]
+            box_tokens = torch.where(inside, box_tokens, torch.full_like(box_tokens, -1))
+            assert torch.equal(box_tokens, kv_token[u * 128:(u + 1) * 128]), f"tile {t}: K/V box of tile {u} misplaced"
+            origins_checked += 1
+    assert origins_checked > 0 or not natural
     assert masks_checked > 0 or all(records[t]["visit"][1] == records[t]["visit"][0]
                                     for t in (0, layout.num_tiles // 2, layout.num_tiles - 1))

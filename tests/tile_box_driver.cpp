@@ -5,8 +5,9 @@
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
 // the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
 // words of the keys it sees (KeyMask as the kernel's accumulator threads use it: l = base + e for base 0, 2, 4, 6
-// and e 0, 1). With the argument --divisors it checks FastDivisor against integer division instead: prints "ok", or
-// the first wrong quotient and exits with 4.
+// and e 0, 1); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid position
+// where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor against
+// integer division instead: prints "ok", or the first wrong quotient and exits with 4.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -58,6 +59,8 @@ int main(int argc, char** argv) {
   int tiles = groups * p.q_tiles_per_group;
   gna::KeyMask key_mask = gna::KeyMask::make(p);
   gna::TokenView view = gna::TokenView::make(p, p.q_tile_log2, natural != 0, 1, 1, 64, tiles * 128);
+  gna::TokenView kv_view =
+      gna::TokenView::make(p, p.kv_tile_log2, natural != 0, 1, 1, 64, groups * p.kv_tiles_per_group * 128);
   for (int t = 0; t < tiles; ++t) {
     gna::TileBox box = gna::TileBox::make(p, t);
     std::printf("%d %d", box.count, box.interior_count);
@@ -67,7 +70,17 @@ int main(int argc, char** argv) {
       std::printf(" %d", cursor.linear(p, box));
     }
     std::printf("\n");
-    if ((t == 0 || t == tiles / 2 || t == tiles - 1)) {
+    bool sampled = t == 0 || t == tiles / 2 || t == tiles - 1;
+    if (sampled && natural) {
+      gna::TileCursor at = gna::TileCursor::first(box);
+      for (int loop = 0; loop < box.count; ++loop) {
+        if (loop > 0) at.advance(box, loop);
+        int c[gna::kMaxDims];
+        kv_view.origin(at.linear(p, box), at.kv, c);
+        std::printf("kvorigin %d %d %d %d\n", at.linear(p, box), c[0], c[1], c[2]);
+      }
+    }
+    if (sampled) {
       gna::TileCursor border = gna::TileCursor::first(box);
       for (int loop = 0; loop < box.count; ++loop) {
         if (loop > 0) border.advance(box, loop);
