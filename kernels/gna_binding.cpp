@@ -16,8 +16,8 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, i
 
 // q, k, v, out: [batch, tokens, heads, head_dim], tokens in the grid's order (natural) or tiled; lse: [batch, heads,
 // q_tokens] float32 in the same order.
-// tile_params: 7 rows of 3 ints (length, window, stride, dilation, causal, tile_log2, tiles_per_dim), dims padded
-// at the front with length-1 dimensions. max_ctas: cap on a persistent build's CTAs (0: one per SM).
+// tile_params: 9 rows of 3 ints (length, window, stride, dilation, causal, then tile_log2 and tiles_per_dim of the Q
+// tiles and of the K/V tiles), dims padded at the front with length-1 dimensions. max_ctas: cap on a persistent build's CTAs (0: one per SM).
 void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor& out, at::Tensor& lse,
              const std::vector<int64_t>& tile_params, double scale, bool natural, int64_t max_ctas,
              int64_t cuda_stream) {
@@ -33,20 +33,21 @@ void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::
   TORCH_CHECK(k.size(0) == batch && k.size(2) == heads && k.size(3) == head_dim, "key shape does not match query");
   TORCH_CHECK(head_dim == gna::head_dim(), "head_dim ", head_dim, " differs from the compiled ", gna::head_dim());
   TORCH_CHECK(lse.size(0) == batch && lse.size(1) == heads && lse.size(2) == q_tokens, "lse must be [B, H, Nq]");
-  TORCH_CHECK(tile_params.size() == 7 * gna::kMaxDims, "tile_params must hold 7 x ", gna::kMaxDims, " ints");
+  TORCH_CHECK(tile_params.size() == 9 * gna::kMaxDims, "tile_params must hold 9 x ", gna::kMaxDims, " ints");
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;
-  p.tiles_per_group = 1;
   for (int i = 0; i < gna::kMaxDims; ++i) {
     p.length[i] = static_cast<int>(tile_params[0 * gna::kMaxDims + i]);
     p.window[i] = static_cast<int>(tile_params[1 * gna::kMaxDims + i]);
     p.stride[i] = static_cast<int>(tile_params[2 * gna::kMaxDims + i]);
     p.dilation[i] = static_cast<int>(tile_params[3 * gna::kMaxDims + i]);
     p.causal[i] = static_cast<int>(tile_params[4 * gna::kMaxDims + i]);
-    p.tile_log2[i] = static_cast<int>(tile_params[5 * gna::kMaxDims + i]);
-    p.tiles_per_dim[i] = static_cast<int>(tile_params[6 * gna::kMaxDims + i]);
-    p.tiles_per_group *= p.tiles_per_dim[i];
+    p.q_tile_log2[i] = static_cast<int>(tile_params[5 * gna::kMaxDims + i]);
+    p.q_tiles_per_dim[i] = static_cast<int>(tile_params[6 * gna::kMaxDims + i]);
+    p.kv_tile_log2[i] = static_cast<int>(tile_params[7 * gna::kMaxDims + i]);
+    p.kv_tiles_per_dim[i] = static_cast<int>(tile_params[8 * gna::kMaxDims + i]);
   }
+  p.finish();
   const char* error = gna::forward_sm90(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                                         lse.data_ptr<float>(), static_cast<int>(batch), static_cast<int>(heads),
                                         static_cast<int>(q_tokens), static_cast<int>(k.size(1)),

@@ -20,7 +20,7 @@ struct EpilogueSm90 {
   struct Params {
     cute::TmaDescriptor o;  // half-tile box, like Q
     float* lse;             // [batch, heads, view.tokens]
-    TokenView view;
+    TokenView view;         // the Q tiles'
     TileParams tiles;
   };
 

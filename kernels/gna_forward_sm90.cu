@@ -49,37 +49,41 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
                          int q_tokens, int kv_tokens, int head_dim, float scale, TileParams const& tiles, bool natural,
                          int max_ctas, void* cuda_stream) {
   if (head_dim != GNA_HEAD_DIM) return "head_dim differs from the compiled configuration";
-  int tiled_tokens = tiles.tiles_per_group;
-  for (int d = 0; d < kMaxDims; ++d) tiled_tokens *= tiles.dilation[d];
-  tiled_tokens *= get<0>(TileShape{});
+  int groups = 1;
+  for (int d = 0; d < kMaxDims; ++d) groups *= tiles.dilation[d];
+  int q_tiled_tokens = tiles.q_tiles_per_group * groups * get<0>(TileShape{});
+  int kv_tiled_tokens = tiles.kv_tiles_per_group * groups * get<1>(TileShape{});
   if (natural) {
-    for (int d = 0; d < kMaxDims; ++d)
-      if (tiles.dilation[d] != 1) return "the natural token order needs dilation 1";
-  } else if (q_tokens != tiled_tokens || kv_tokens != tiled_tokens) {
+    if (groups != 1) return "the natural token order needs dilation 1";
+  } else if (q_tokens != q_tiled_tokens || kv_tokens != kv_tiled_tokens) {
     return "tiled inputs must hold every tile of the layout";
   }
-  TokenView view = TokenView::make(tiles, natural, batch, heads, head_dim, tiled_tokens);
-  if (view.tokens != q_tokens || view.tokens != kv_tokens) return "token count does not match the grid";
+  TokenView q_view = TokenView::make(tiles, tiles.q_tile_log2, natural, batch, heads, head_dim, q_tiled_tokens);
+  TokenView kv_view = TokenView::make(tiles, tiles.kv_tile_log2, natural, batch, heads, head_dim, kv_tiled_tokens);
+  if (q_view.tokens != q_tokens || kv_view.tokens != kv_tokens) return "token count does not match the grid";
   constexpr bool kBf16 = std::is_same_v<Element, cutlass::bfloat16_t>;
   typename Kernel::Params params{};
-  params.q_tiles = tiled_tokens / get<0>(TileShape{});
+  params.q_tiles = q_tiled_tokens / get<0>(TileShape{});
   params.heads = heads;
   params.batch = batch;
-  params.mainloop.view = view;
+  params.q_tiles_div = FastDivisor::make(params.q_tiles);
+  params.heads_div = FastDivisor::make(heads);
+  params.mainloop.q_view = q_view;
+  params.mainloop.kv_view = kv_view;
   params.mainloop.scale_softmax_log2 = scale * 1.4426950408889634f;
   params.mainloop.tiles = tiles;
   params.mainloop.key_mask = KeyMask::make(tiles);
   params.epilogue.lse = lse;
-  params.epilogue.view = view;
+  params.epilogue.view = q_view;
   params.epilogue.tiles = tiles;
   char const* error = nullptr;
-  auto describe = [&](cute::TmaDescriptor* desc, void const* ptr, bool half) {
+  auto describe = [&](cute::TmaDescriptor* desc, void const* ptr, TokenView const& view, bool half) {
     if (error == nullptr) error = make_descriptor(desc, ptr, kBf16, view, half);
   };
-  describe(&params.mainloop.q, q, /*half=*/true);
-  describe(&params.mainloop.k, k, false);
-  describe(&params.mainloop.v, v, false);
-  describe(&params.epilogue.o, out, true);
+  describe(&params.mainloop.q, q, q_view, /*half=*/true);
+  describe(&params.mainloop.k, k, kv_view, false);
+  describe(&params.mainloop.v, v, kv_view, false);
+  describe(&params.epilogue.o, out, q_view, true);
   if (error != nullptr) return error;
   int device = 0, sm_count = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||

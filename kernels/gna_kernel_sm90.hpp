@@ -46,6 +46,7 @@ struct KernelSm90 {
     typename Mainloop::Params mainloop;
     typename Epilogue::Params epilogue;
     int q_tiles, heads, batch;
+    FastDivisor q_tiles_div, heads_div;  // FastDivisor::make(q_tiles), make(heads)
   };
 
   CUTLASS_HOST_DEVICE static int work_tiles(Params const& p) { return p.q_tiles * p.heads * p.batch; }
@@ -57,8 +58,9 @@ struct KernelSm90 {
   // Work tile -> (Q tile, head, batch): consecutive tiles are neighboring Q tiles of one head, so the CTAs running
   // at once share most of their K/V tiles in L2.
   CUTLASS_DEVICE static TileCoord coord(Params const& p, int tile) {
-    int rest = tile / p.q_tiles;
-    return TileCoord{tile - rest * p.q_tiles, rest % p.heads, rest / p.heads};
+    int rest = p.q_tiles_div.div(tile);
+    int batch = p.heads_div.div(rest);
+    return TileCoord{tile - rest * p.q_tiles, rest - batch * p.heads, batch};
   }
 
   // The work tiles of one CTA: first, first + step, ... (`count` of them).

@@ -95,7 +95,7 @@ struct MainloopSm90 {
 
   struct Params {
     cute::TmaDescriptor q, k, v;  // half-tile box for Q, whole-tile box for K and V (make_descriptor)
-    TokenView view;
+    TokenView q_view, kv_view;  // Q tiles (split between the warpgroups) and K/V tiles
     float scale_softmax_log2;  // softmax scale applied to q.k, times log2(e)
     TileParams tiles;
     KeyMask key_mask;  // KeyMask::make(tiles)
@@ -119,7 +119,7 @@ struct MainloopSm90 {
     auto load_q = [&](int wg) {
       pipeline_q.producer_acquire(smem_pipe_write_q);
       int c[kMaxDims];
-      params.view.half_origin(q_linear, box.q_tile, wg, c);
+      params.q_view.half_origin(q_linear, box.q_tile, wg, c);
       load_tile<kHeadDim, kHalfRows>(&params.q, pipeline_q.producer_get_barrier(smem_pipe_write_q),
                                      storage.smem_q.data() + smem_pipe_write_q.index() * kQStage, c, head, batch);
       ++smem_pipe_write_q;
@@ -127,7 +127,7 @@ struct MainloopSm90 {
     TileCursor cursor = TileCursor::first(box);
     auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base) {
       int c[kMaxDims];
-      params.view.origin(cursor.linear(params.tiles, box), cursor.kv, c);
+      params.kv_view.origin(cursor.linear(params.tiles, box), cursor.kv, c);
       pipeline.producer_acquire(smem_pipe_write);
       load_tile<kHeadDim, kTileRows>(desc, pipeline.producer_get_barrier(smem_pipe_write),
                                      base + smem_pipe_write.index() * kKVStage, c, head, batch);
@@ -155,7 +155,7 @@ struct MainloopSm90 {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
     int origin[kMaxDims];
     CUTLASS_PRAGMA_UNROLL
-    for (int d = 0; d < kMaxDims; d++) origin[d] = kv[d] << params.tiles.tile_log2[d];
+    for (int d = 0; d < kMaxDims; d++) origin[d] = kv[d] << params.tiles.kv_tile_log2[d];
     if (params.key_mask.wide) {
       mask_rows<true>(acc_mn, cS_mn, params.key_mask, origin, rows);
     } else {

@@ -2,7 +2,7 @@
 //
 // Mirrors gna_diffusers/ops/tiles.py and ops/semantics.py. Tokens are in the tiled layout of ops/layout.py:
 // dilation group (row-major over dims), then tile index (row-major), then position inside the tile (row-major).
-// Q and KV use the same tile shape; every tile side is a power of two (the tile volume is a power of two).
+// Q and KV tiles have shapes of their own; every tile side is a power of two (the tile volume is a power of two).
 // A Q tile visits the box of KV tiles covering the union of its queries' windows; a visited KV tile needs the
 // token-level mask unless it lies inside every one of those windows (the box's interior). The visiting order puts
 // the interior first, then the border: the softmax is order-free, and a mainloop can then run the unmasked tiles in
@@ -24,7 +24,40 @@ constexpr int kMaxDims = 3;
 GNA_HOST_DEVICE int imin(int a, int b) { return a < b ? a : b; }
 GNA_HOST_DEVICE int imax(int a, int b) { return a > b ? a : b; }
 
-// One GNA problem as the kernel sees it. Unused trailing dimensions have length 1, window 1, tile 1.
+// Division by a divisor fixed for a whole launch, as a multiply-high and a shift (the round-up method CUTLASS's
+// FastDivmod uses too), set up on the host: a few instructions where an integer division takes about twenty. Exact
+// for every dividend in [0, 2^31).
+struct FastDivisor {
+  int divisor;
+  uint32_t multiplier;  // 0 for divisor 1
+  int shift;
+
+  static FastDivisor make(int d) {
+    FastDivisor f{d, 0u, 0};
+    if (d > 1) {
+      int log2_up = 0;
+      while ((int64_t(1) << log2_up) < d) ++log2_up;
+      uint64_t p = 31 + log2_up;
+      f.multiplier = static_cast<uint32_t>(((uint64_t(1) << p) + uint64_t(d) - 1) / uint64_t(d));
+      f.shift = log2_up - 1;
+    }
+    return f;
+  }
+
+  GNA_HOST_DEVICE int div(int n) const {
+#if defined(__CUDA_ARCH__)
+    uint32_t high = __umulhi(static_cast<uint32_t>(n), multiplier);
+#else
+    uint32_t high = static_cast<uint32_t>((uint64_t(static_cast<uint32_t>(n)) * multiplier) >> 32);
+#endif
+    return multiplier == 0 ? n : static_cast<int>(high >> shift);
+  }
+
+  GNA_HOST_DEVICE int mod(int n) const { return n - div(n) * divisor; }
+};
+
+// One GNA problem as the kernel sees it. Unused trailing dimensions have length 1, window 1, tile 1. Filled on the
+// host, then `finish()` derives the rest.
 struct TileParams {
   int ndim;
   int length[kMaxDims];         // grid length per dimension
@@ -32,9 +65,27 @@ struct TileParams {
   int stride[kMaxDims];
   int dilation[kMaxDims];
   int causal[kMaxDims];         // 0 or 1
-  int tile_log2[kMaxDims];      // tile side = 1 << tile_log2
-  int tiles_per_dim[kMaxDims];  // tiles per dilation group along each dimension
-  int tiles_per_group;          // product of tiles_per_dim
+  int q_tile_log2[kMaxDims];       // Q tile side = 1 << q_tile_log2
+  int q_tiles_per_dim[kMaxDims];   // Q tiles per dilation group along each dimension
+  int q_tiles_per_group;           // product of q_tiles_per_dim
+  int kv_tile_log2[kMaxDims];      // the same for the K and V tiles
+  int kv_tiles_per_dim[kMaxDims];
+  int kv_tiles_per_group;
+  // The divisions of the tile arithmetic, by the fields of the same names.
+  FastDivisor stride_div[kMaxDims], dilation_div[kMaxDims], q_tiles_per_dim_div[kMaxDims], q_tiles_per_group_div;
+
+  void finish() {
+    q_tiles_per_group = 1;
+    kv_tiles_per_group = 1;
+    for (int i = 0; i < kMaxDims; ++i) {
+      q_tiles_per_group *= q_tiles_per_dim[i];
+      kv_tiles_per_group *= kv_tiles_per_dim[i];
+      stride_div[i] = FastDivisor::make(stride[i]);
+      dilation_div[i] = FastDivisor::make(dilation[i]);
+      q_tiles_per_dim_div[i] = FastDivisor::make(q_tiles_per_dim[i]);
+    }
+    q_tiles_per_group_div = FastDivisor::make(q_tiles_per_group);
+  }
 };
 
 // One unit of kernel work: the Q tile `q_linear` (index in the tiled sequence) of one (batch, head).
@@ -43,8 +94,10 @@ struct TileCoord {
 };
 
 // Per dimension [start, end) of the keys seen by a query at group position `pos` on an axis of `glen` positions.
-GNA_HOST_DEVICE void window_bounds(int pos, int glen, int window, int stride, bool causal, int& start, int& end) {
-  int group_first = (pos / stride) * stride;
+GNA_HOST_DEVICE void window_bounds(int pos, int glen, int window, FastDivisor const& stride_div, bool causal,
+                                   int& start, int& end) {
+  int stride = stride_div.divisor;
+  int group_first = stride_div.div(pos) * stride;
   if (causal) {
     int leader = imin(group_first + stride - 1, glen - 1);
     start = imax(leader - (window - 1), 0);
@@ -57,43 +110,46 @@ GNA_HOST_DEVICE void window_bounds(int pos, int glen, int window, int stride, bo
 }
 
 // The KV-tile box one Q tile visits, and the inner box that needs no mask. Coordinates are tile indices inside the
-// Q tile's dilation group; `group_base` is the group's first tile in the tiled sequence.
+// Q tile's dilation group; `group_base` is the group's first KV tile in the tiled KV sequence.
 struct TileBox {
   int lo[kMaxDims], extent[kMaxDims];       // visited: [lo, lo + extent)
   int full_lo[kMaxDims], full_hi[kMaxDims]; // unmasked: [full_lo, full_hi)
   int q_tile[kMaxDims];                     // the Q tile's index per dimension
   int group_len[kMaxDims];                  // positions in this dilation group per dimension
-  int group_base;                           // tiled index of the group's first tile
+  int group_base;                           // tiled index of the group's first KV tile
   int count;                                // number of visited KV tiles (>= 1)
   int interior_count;                       // of which unmasked (visited first)
 
   // Builds the box of Q tile `q_tile_index` (a tile of the tiled sequence, padding tiles included).
   GNA_HOST_DEVICE static TileBox make(TileParams const& p, int q_tile_index) {
     TileBox b;
-    int group = q_tile_index / p.tiles_per_group;
-    int rest = q_tile_index - group * p.tiles_per_group;
-    b.group_base = group * p.tiles_per_group;
+    int group = p.q_tiles_per_group_div.div(q_tile_index);
+    int rest = q_tile_index - group * p.q_tiles_per_group;
+    b.group_base = group * p.kv_tiles_per_group;
     b.count = 1;
     b.interior_count = 1;
     for (int i = kMaxDims - 1; i >= 0; --i) {
-      int g = group % p.dilation[i];
-      group /= p.dilation[i];
-      b.q_tile[i] = rest % p.tiles_per_dim[i];
-      rest /= p.tiles_per_dim[i];
-      int glen = p.length[i] / p.dilation[i] + (g < p.length[i] % p.dilation[i] ? 1 : 0);
+      int next_group = p.dilation_div[i].div(group);
+      int g = group - next_group * p.dilation[i];
+      group = next_group;
+      int next_rest = p.q_tiles_per_dim_div[i].div(rest);
+      b.q_tile[i] = rest - next_rest * p.q_tiles_per_dim[i];
+      rest = next_rest;
+      int glen = p.dilation_div[i].div(p.length[i]) + (g < p.dilation_div[i].mod(p.length[i]) ? 1 : 0);
       b.group_len[i] = glen;
-      int tile = 1 << p.tile_log2[i];
+      int tile = 1 << p.q_tile_log2[i];
       // A tile of padding only still visits one (masked) KV tile, so every CTA runs the same pipeline shape.
       int first = imin(b.q_tile[i] * tile, glen - 1);
       int last = imin(b.q_tile[i] * tile + tile, glen) - 1;
       last = imax(last, first);
       int s_first, e_first, s_last, e_last;
-      window_bounds(first, glen, p.window[i], p.stride[i], p.causal[i], s_first, e_first);
-      window_bounds(last, glen, p.window[i], p.stride[i], p.causal[i], s_last, e_last);
-      int lo = s_first >> p.tile_log2[i];
-      int hi = (e_last + tile - 1) >> p.tile_log2[i];
-      int full_lo = (s_last + tile - 1) >> p.tile_log2[i];
-      int full_hi = imax(imin(e_first, glen) >> p.tile_log2[i], full_lo);
+      window_bounds(first, glen, p.window[i], p.stride_div[i], p.causal[i], s_first, e_first);
+      window_bounds(last, glen, p.window[i], p.stride_div[i], p.causal[i], s_last, e_last);
+      int kv_log2 = p.kv_tile_log2[i], kv_tile = 1 << kv_log2;
+      int lo = s_first >> kv_log2;
+      int hi = (e_last + kv_tile - 1) >> kv_log2;
+      int full_lo = (s_last + kv_tile - 1) >> kv_log2;
+      int full_hi = imax(imin(e_first, glen) >> kv_log2, full_lo);
       b.lo[i] = lo;
       b.extent[i] = hi - lo;
       b.full_lo[i] = full_lo;
@@ -161,7 +217,7 @@ struct TileCursor {
   // Tile index in the tiled KV sequence.
   GNA_HOST_DEVICE int linear(TileParams const& p, TileBox const& b) const {
     int index = 0;
-    for (int i = 0; i < kMaxDims; ++i) index = index * p.tiles_per_dim[i] + kv[i];
+    for (int i = 0; i < kMaxDims; ++i) index = index * p.kv_tiles_per_dim[i] + kv[i];
     return b.group_base + index;
   }
 
@@ -192,10 +248,10 @@ struct RowWindow {
     RowWindow w;
     int shift = 0;
     for (int i = kMaxDims - 1; i >= 0; --i) {
-      int u = (row >> shift) & ((1 << p.tile_log2[i]) - 1);
-      shift += p.tile_log2[i];
-      int pos = imin((box.q_tile[i] << p.tile_log2[i]) + u, box.group_len[i] - 1);  // padding rows: any window
-      window_bounds(pos, box.group_len[i], p.window[i], p.stride[i], p.causal[i], w.start[i], w.end[i]);
+      int u = (row >> shift) & ((1 << p.q_tile_log2[i]) - 1);
+      shift += p.q_tile_log2[i];
+      int pos = imin((box.q_tile[i] << p.q_tile_log2[i]) + u, box.group_len[i] - 1);  // padding rows: any window
+      window_bounds(pos, box.group_len[i], p.window[i], p.stride_div[i], p.causal[i], w.start[i], w.end[i]);
     }
     return w;
   }
@@ -227,7 +283,7 @@ struct KeyMask {
     KeyMask m;
     int shift = 0;
     for (int d = kMaxDims - 1; d >= 0; --d) {
-      int bits = p.tile_log2[d];
+      int bits = p.kv_tile_log2[d];
       m.shift[d] = shift;
       m.low_bits[d] = imin(imax(3 - shift, 0), bits);
       m.field_shift[d] = imax(shift - 3, 0);
@@ -235,7 +291,7 @@ struct KeyMask {
       m.repeat[d] = every_nth_bit(m.field_shift[d] + bits - m.low_bits[d]);
       shift += bits;
     }
-    m.wide = p.tile_log2[kMaxDims - 1] >= 3;
+    m.wide = p.kv_tile_log2[kMaxDims - 1] >= 3;
     return m;
   }
 

@@ -47,8 +47,10 @@ struct TokenView {
     return index;
   }
 
-  // The view of a problem. Natural order needs dilation 1 (a dilated group is not a box of the grid).
-  static TokenView make(TileParams const& p, bool natural, int batch, int heads, int head_dim, int tiled_tokens) {
+  // The view of a problem's Q or K/V tiles (`tile_log2`: their shape). Natural order needs dilation 1 (a dilated
+  // group is not a box of the grid).
+  static TokenView make(TileParams const& p, int const (&tile_log2)[kMaxDims], bool natural, int batch, int heads,
+                        int head_dim, int tiled_tokens) {
     TokenView v{};
     v.natural = natural;
     v.heads = heads;
@@ -57,7 +59,7 @@ struct TokenView {
     v.tokens = 1;
     for (int d = 0; d < kMaxDims; ++d) {
       v.extent[d] = natural ? p.length[d] : (d == kMaxDims - 1 ? tiled_tokens : 1);
-      v.tile_log2[d] = natural ? p.tile_log2[d] : (d == kMaxDims - 1 ? 7 : 0);
+      v.tile_log2[d] = natural ? tile_log2[d] : (d == kMaxDims - 1 ? 7 : 0);
       v.tokens *= v.extent[d];
     }
     v.split_dim = kMaxDims - 1;

@@ -110,14 +110,15 @@ def _run_one(cfg: dict, seed: int) -> None:
     # the kernel alone into NaN-poisoned buffers, in each token order it takes: every real query row is written
     inputs = make_inputs(q, k, v, grid=cfg["grid"], window=cfg["window"], stride=cfg["stride"],
                          dilation=cfg["dilation"], causal=cfg["causal"])
-    layout, flat = cutlass._plan(inputs.params)
+    plan = cutlass._plan(inputs.params)
     for natural in ((True, False) if cutlass._natural(inputs.params) else (False,)):
-        qk_v = cutlass._kernel_inputs(inputs, layout, natural)
+        qk_v = cutlass._kernel_inputs(inputs, plan, natural)
         out_k = torch.full_like(qk_v[0], float("nan"))
         lse_k = torch.full((out_k.shape[0], out_k.shape[2], out_k.shape[1]), float("nan"), device="cuda")
-        cutlass._kernel_call(inputs, flat, natural)(*qk_v, out=out_k, lse=lse_k)
+        cutlass._kernel_call(inputs, plan.flat, natural)(*qk_v, out=out_k, lse=lse_k)
         if not natural:
-            out_k, lse_k = cutlass._from_tiled(out_k, layout), cutlass._from_tiled(lse_k, layout, dim=2)
+            out_k = cutlass._from_tiled(out_k, plan.q_layout)
+            lse_k = cutlass._from_tiled(lse_k, plan.q_layout, dim=2)
         order = "natural" if natural else "tiled"
         assert torch.isfinite(out_k).all() and torch.isfinite(lse_k).all(), f"unwritten rows ({order}) for {cfg}"
         if not extra:

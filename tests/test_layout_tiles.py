@@ -135,8 +135,8 @@ def test_cutlass_schedule_follows_masked_tiles(monkeypatch) -> None:
     padded = GNAParams.make((60, 60), (60, 60))
     monkeypatch.setattr(cutlass, "SCHEDULE", None)
     for params in (blocked, stride1, dense, padded):
-        layout, _ = cutlass._plan(params)
-        table = block_table(params, layout, layout)
+        plan = cutlass._plan(params)
+        table = block_table(params, plan.q_layout, plan.kv_layout)
         expected = "persistent" if not (table == 1).any() else "single"
         assert cutlass.schedule_for(params) == expected
     assert [cutlass.schedule_for(p) for p in (blocked, stride1, dense)] == ["persistent", "single", "persistent"]

@@ -35,6 +35,12 @@ def driver(tmp_path_factory) -> Path:
     return exe
 
 
+def test_fast_divisor_matches_integer_division(driver):
+    """The kernels' multiply-and-shift division is exact over every dividend the tile arithmetic can hold."""
+    result = subprocess.run([str(driver), "--divisors"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout[-500:]
+
+
 def _random_problem(rng: random.Random) -> dict:
     ndim = rng.choice([1, 2, 3])
     limits = {1: (2, 400), 2: (2, 30), 3: (2, 14)}[ndim]
@@ -58,6 +64,9 @@ PROBLEMS = [  # the shipped recipes' shapes, scaled down, plus random ones
     dict(grid=(64, 64), window=(20, 20), stride=(4, 4), dilation=(1, 1), causal=(False, False)),
     dict(grid=(8, 22, 40), window=(4, 12, 12), stride=(4, 4, 4), dilation=(1, 1, 1), causal=(False,) * 3),
     dict(grid=(10, 24, 20), window=(6, 12, 12), stride=(1, 1, 1), dilation=(1, 1, 1), causal=(False,) * 3),
+    # Q and KV tiles of different shapes, in the model's order and in the tiled layout
+    dict(grid=(16, 24, 40), window=(9, 12, 12), stride=(1, 1, 1), dilation=(1, 1, 1), causal=(False,) * 3),
+    dict(grid=(64, 64), window=(16, 16), stride=(1, 1), dilation=(2, 2), causal=(False, False)),
 ] + [_random_problem(random.Random(seed)) for seed in range(50)]
 
 
@@ -71,17 +80,19 @@ def _run_driver(driver: Path, flat: tuple[int, ...], natural: bool) -> list[str]
 def test_tile_visits_match_brute_force(driver, problem):
     x = torch.zeros(1, int(torch.tensor(problem["grid"]).prod()), 1, 64)
     params = make_inputs(x, x, x, **problem).params
-    layout, flat = cutlass._plan(params)
+    plan = cutlass._plan(params)
+    layout, kv_layout = plan.q_layout, plan.kv_layout
     natural = all(d == 1 for d in problem["dilation"])
-    lines = _run_driver(driver, flat, natural)
+    lines = _run_driver(driver, plan.flat, natural)
 
-    # tiled position -> row-major token (-1 for padding)
-    coords = layout.coordinates()
-    valid = layout.valid()
-    token = torch.zeros(len(coords), dtype=torch.int64)
-    for i, length in enumerate(problem["grid"]):
-        token = token * length + coords[:, i].clamp(max=length - 1)
-    token = torch.where(valid, token, torch.full_like(token, -1))
+    def tokens(tiled) -> torch.Tensor:  # tiled position -> row-major token (-1 for padding)
+        coords = tiled.coordinates()
+        result = torch.zeros(len(coords), dtype=torch.int64)
+        for i, length in enumerate(problem["grid"]):
+            result = result * length + coords[:, i].clamp(max=length - 1)
+        return torch.where(tiled.valid(), result, torch.full_like(result, -1))
+
+    token, kv_token = tokens(layout), tokens(kv_layout)
     # neighbor(q, k) = every dimension's 1D neighbor relation (the semantics doc's definition), by brute force per axis
     axes = [torch.tensor([[neighbor_1d(q, k, length, w, s, d, c) for k in range(length)] for q in range(length)])
             for length, w, s, d, c in zip(*(problem[key] for key in ("grid", "window", "stride", "dilation",
@@ -99,11 +110,14 @@ def test_tile_visits_match_brute_force(driver, problem):
     for line in lines:
         if line.startswith("tokens"):
             records[len(records) - 1]["tokens"] = [int(v) for v in line.split()[1:]]
+        elif line.startswith("kvorigin"):
+            fields = [int(v) for v in line.split()[1:]]
+            records[len(records) - 1]["kv_origins"][fields[0]] = fields[1:]
         elif line.startswith("mask"):
             fields = [int(v) for v in line.split()[1:]]
             records[len(records) - 1]["masks"][fields[0]] = fields[1:]
         else:
-            records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}}
+            records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}, "kv_origins": {}}
     assert len(records) == layout.num_tiles
     masks_checked = 0
     for t in range(layout.num_tiles):
@@ -111,7 +125,7 @@ def test_tile_visits_match_brute_force(driver, problem):
         count, interior, visited = fields[0], fields[1], fields[2:]
         assert len(visited) == count >= 1 and 0 <= interior <= count
         assert len(set(visited)) == count, f"tile {t} visits a KV tile twice: {visited}"
-        assert all(0 <= u < layout.num_tiles for u in visited)
+        assert all(0 <= u < kv_layout.num_tiles for u in visited)
         rows = token[t * 128:(t + 1) * 128]
         queries = rows[rows >= 0]
         if natural:
@@ -120,25 +134,39 @@ def test_tile_visits_match_brute_force(driver, problem):
         if len(queries) == 0:
             continue
         needed = set()
-        for u in range(layout.num_tiles):
-            keys = token[u * 128:(u + 1) * 128]
+        for u in range(kv_layout.num_tiles):
+            keys = kv_token[u * 128:(u + 1) * 128]
             keys = keys[keys >= 0]
             if len(keys) and neighbors(queries, keys).any():
                 needed.add(u)
         assert needed <= set(visited), f"tile {t} misses KV tiles {sorted(needed - set(visited))}"
         for u in visited[:interior]:
-            keys = token[u * 128:(u + 1) * 128]
+            keys = kv_token[u * 128:(u + 1) * 128]
             assert (keys >= 0).all(), f"tile {t}: interior KV tile {u} holds padding"
             assert neighbors(queries, keys).all(), f"tile {t}: interior KV tile {u} is not fully inside the windows"
         # the kernel's mask of each border KV tile: exactly the real neighbors of every real query row
         for u, words in records[t]["masks"].items():
             assert u in visited[interior:], f"tile {t}: mask printed for a KV tile that is not a border tile"
-            keys = token[u * 128:(u + 1) * 128]
+            keys = kv_token[u * 128:(u + 1) * 128]
             got = torch.tensor([[(words[4 * r + c // 32] >> (c % 32)) & 1 for c in range(128)] for r in range(128)],
                                dtype=torch.bool)
             real = rows >= 0
             want = neighbors(rows[real], keys.clamp(min=0)) & (keys >= 0)
             assert torch.equal(got[real], want), f"tile {t}: wrong mask for KV tile {u}"
             masks_checked += 1
+    # in the model's order, the K/V load box at each printed origin holds exactly the KV layout's tile
+    padded_grid = (1,) * (3 - len(problem["grid"])) + tuple(problem["grid"])
+    padded_tile = (1,) * (3 - len(kv_layout.tile)) + tuple(kv_layout.tile)
+    offsets = torch.stack(torch.meshgrid(*[torch.arange(n) for n in padded_tile], indexing="ij"), -1).reshape(-1, 3)
+    origins_checked = 0
+    for t, record in records.items():
+        for u, origin in record["kv_origins"].items():
+            pos = offsets + torch.tensor(origin)
+            inside = (pos < torch.tensor(padded_grid)).all(dim=1)
+            box_tokens = (pos[:, 0] * padded_grid[1] + pos[:, 1]) * padded_grid[2] + pos[:, 2]
+            box_tokens = torch.where(inside, box_tokens, torch.full_like(box_tokens, -1))
+            assert torch.equal(box_tokens, kv_token[u * 128:(u + 1) * 128]), f"tile {t}: K/V box of tile {u} misplaced"
+            origins_checked += 1
+    assert origins_checked > 0 or not natural
     assert masks_checked > 0 or all(records[t]["visit"][1] == records[t]["visit"][0]
                                     for t in (0, layout.num_tiles // 2, layout.num_tiles - 1))

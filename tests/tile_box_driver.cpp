@@ -1,33 +1,66 @@
 // Test driver for the kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp) on the CPU.
-// stdin: 21 ints (length, window, stride, dilation, causal, tile_log2, tiles_per_dim; 3 dims each, padded at the
-// front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..." (KV tiles in visiting order), then
+// stdin: 27 ints (length, window, stride, dilation, causal, then tile_log2 and tiles_per_dim of the Q and of the KV
+// tiles; 3 dims each, padded at the front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..."
+// (KV tiles in visiting order, indices of the tiled KV sequence), then
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
 // the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
 // words of the keys it sees (KeyMask as the kernel's accumulator threads use it: l = base + e for base 0, 2, 4, 6
-// and e 0, 1).
+// and e 0, 1); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid position
+// where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor against
+// integer division instead: prints "ok", or the first wrong quotient and exits with 4.
+#include <cstdint>
 #include <cstdio>
+#include <cstring>
 
 #include "gna_tile_box.hpp"
 #include "gna_token_view.hpp"
 
-int main() {
+// Divisors 1..5000 and some large ones, each against small dividends, the multiples of it and their neighbours near
+// the top of the range, and pseudo-random ones up to 2^31 - 1.
+int check_divisors() {
+  uint32_t state = 12345u;
+  auto next = [&]() { return state = state * 1664525u + 1013904223u; };
+  for (int d = 1; d < 5200; ++d) {
+    int divisor = d < 5000 ? d : static_cast<int>(next() >> 1) | 1;
+    gna::FastDivisor f = gna::FastDivisor::make(divisor);
+    auto wrong = [&](int n) {
+      if (f.div(n) == n / divisor && f.mod(n) == n % divisor) return false;
+      std::printf("%d / %d: got %d\n", n, divisor, f.div(n));
+      return true;
+    };
+    for (int n = 0; n < 3000; ++n)
+      if (wrong(n)) return 4;
+    for (int64_t q = INT32_MAX / divisor - 2; q <= INT32_MAX / divisor; ++q)
+      for (int64_t e = -1; e <= 1; ++e) {
+        int64_t n = q * divisor + e;
+        if (n >= 0 && n <= INT32_MAX && wrong(static_cast<int>(n))) return 4;
+      }
+    for (int i = 0; i < 2000; ++i)
+      if (wrong(static_cast<int>(next() >> 1))) return 4;
+  }
+  std::printf("ok\n");
+  return 0;
+}
+
+int main(int argc, char** argv) {
+  if (argc > 1 && std::strcmp(argv[1], "--divisors") == 0) return check_divisors();
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;
-  int* rows[] = {p.length, p.window, p.stride, p.dilation, p.causal, p.tile_log2, p.tiles_per_dim};
+  int* rows[] = {p.length,      p.window,          p.stride,       p.dilation,      p.causal,
+                 p.q_tile_log2, p.q_tiles_per_dim, p.kv_tile_log2, p.kv_tiles_per_dim};
   for (int* row : rows)
     for (int i = 0; i < gna::kMaxDims; ++i)
       if (std::scanf("%d", &row[i]) != 1) return 2;
   int natural = 0;
   if (std::scanf("%d", &natural) != 1) return 2;
-  p.tiles_per_group = 1;
+  p.finish();
   int groups = 1;
-  for (int i = 0; i < gna::kMaxDims; ++i) {
-    p.tiles_per_group *= p.tiles_per_dim[i];
-    groups *= p.dilation[i];
-  }
-  int tiles = groups * p.tiles_per_group;
+  for (int i = 0; i < gna::kMaxDims; ++i) groups *= p.dilation[i];
+  int tiles = groups * p.q_tiles_per_group;
   gna::KeyMask key_mask = gna::KeyMask::make(p);
-  gna::TokenView view = gna::TokenView::make(p, natural != 0, 1, 1, 64, tiles * 128);
+  gna::TokenView view = gna::TokenView::make(p, p.q_tile_log2, natural != 0, 1, 1, 64, tiles * 128);
+  gna::TokenView kv_view =
+      gna::TokenView::make(p, p.kv_tile_log2, natural != 0, 1, 1, 64, groups * p.kv_tiles_per_group * 128);
   for (int t = 0; t < tiles; ++t) {
     gna::TileBox box = gna::TileBox::make(p, t);
     std::printf("%d %d", box.count, box.interior_count);
@@ -37,7 +70,17 @@ int main() {
       std::printf(" %d", cursor.linear(p, box));
     }
     std::printf("\n");
-    if (t == 0 || t == tiles / 2 || t == tiles - 1) {
+    bool sampled = t == 0 || t == tiles / 2 || t == tiles - 1;
+    if (sampled && natural) {
+      gna::TileCursor at = gna::TileCursor::first(box);
+      for (int loop = 0; loop < box.count; ++loop) {
+        if (loop > 0) at.advance(box, loop);
+        int c[gna::kMaxDims];
+        kv_view.origin(at.linear(p, box), at.kv, c);
+        std::printf("kvorigin %d %d %d %d\n", at.linear(p, box), c[0], c[1], c[2]);
+      }
+    }
+    if (sampled) {
       gna::TileCursor border = gna::TileCursor::first(box);
       for (int loop = 0; loop < box.count; ++loop) {
         if (loop > 0) border.advance(box, loop);
@@ -47,8 +90,8 @@ int main() {
           gna::RowWindow window = gna::RowWindow::make(p, box, row);
           int lo[gna::kMaxDims], hi[gna::kMaxDims];
           for (int d = 0; d < gna::kMaxDims; ++d) {
-            lo[d] = window.start[d] - (border.kv[d] << p.tile_log2[d]);
-            hi[d] = window.end[d] - (border.kv[d] << p.tile_log2[d]);
+            lo[d] = window.start[d] - (border.kv[d] << p.kv_tile_log2[d]);
+            hi[d] = window.end[d] - (border.kv[d] << p.kv_tile_log2[d]);
           }
           unsigned words[4] = {0, 0, 0, 0};
           for (int base = 0; base < 8; base += 2)

@@ -1,7 +1,7 @@
 """GNA through our compiled CUTLASS kernel for Hopper (sm90a), kernels/gna_forward_sm90.cu.
 
-Each 128-token Q tile (a box of the grid, ops/tiles.py) visits only the box of 128-token KV tiles covering its
-queries' windows and masks only partially covered tiles. With dilation 1 the kernel reads and writes the model's own
+Each 128-token Q tile (a box of the grid, ops/tiles.py) visits only the box of 128-token KV tiles (boxes of a shape of
+their own, chosen per problem) covering its queries' windows and masks only partially covered tiles. With dilation 1 the kernel reads and writes the model's own
 token order ([B, N, H, D], row-major grid) through multi-dimensional TMA boxes, so there is no permute at all; with
 dilation it runs on the tiled layout (ops/layout.py), permuted in and out by one gather each. Each (dtype, head_dim)
 configuration is its own extension, built by ninja on first use (or ahead of time by `gna-diffusers build-kernels`)
@@ -22,14 +22,14 @@ import os
 import shutil
 import threading
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
 
 from ..ops.attention import merge_attention
 from ..ops.layout import TiledLayout
 from ..ops.params import GNAParams
-from ..ops.tiles import choose_tile, tile_counts
+from ..ops.tiles import choose_tiles, tile_counts
 from .registry import Backend, GNAInputs, register_backend
 
 logger = logging.getLogger("gna_diffusers")
@@ -166,25 +166,36 @@ def _layout_indices(grid: tuple[int, ...], tile: tuple[int, ...], dilation: tupl
     return gather.to(device), scatter.to(device)
 
 
+class Plan(NamedTuple):
+    """The tilings of a problem's queries and keys/values, and the kernel's flat tile parameters."""
+
+    q_layout: TiledLayout
+    kv_layout: TiledLayout
+    flat: tuple[int, ...]  # 9 rows of MAX_DIMS ints, dims padded at the front (kernels/gna_binding.cpp)
+
+
 @functools.lru_cache(maxsize=256)
-def _plan(params: GNAParams) -> tuple[TiledLayout, tuple[int, ...]]:
-    """The tile shape and layout for a problem, and the kernel's flat tile parameters (dims padded at the front)."""
-    tile = choose_tile(params, TILE_VOLUME)
-    layout = TiledLayout.make(params.grid, tile, params.dilation)
+def _plan(params: GNAParams) -> Plan:
+    q_tile, kv_tile = choose_tiles(params, TILE_VOLUME)
+    q_layout = TiledLayout.make(params.grid, q_tile, params.dilation)
+    kv_layout = TiledLayout.make(params.grid, kv_tile, params.dilation)
     pad = MAX_DIMS - params.ndim
 
     def row(values, fill):
         return (fill,) * pad + tuple(int(v) for v in values)
 
+    def tiling(layout: TiledLayout) -> tuple[int, ...]:
+        return row((t.bit_length() - 1 for t in layout.tile), 0) + row(layout.tiles_per_dim, 1)
+
     flat = (row(params.grid, 1) + row(params.window, 1) + row(params.stride, 1) + row(params.dilation, 1)
-            + row(params.causal, 0) + row((t.bit_length() - 1 for t in tile), 0) + row(layout.tiles_per_dim, 1))
-    return layout, flat
+            + row(params.causal, 0) + tiling(q_layout) + tiling(kv_layout))
+    return Plan(q_layout, kv_layout, flat)
 
 
 @functools.lru_cache(maxsize=256)
 def _schedule_by_tiles(params: GNAParams) -> str:
-    layout, _ = _plan(params)
-    visited, unmasked = tile_counts(params, layout, layout)
+    plan = _plan(params)
+    visited, unmasked = tile_counts(params, plan.q_layout, plan.kv_layout)
     return "persistent" if visited == unmasked else "single"
 
 
@@ -259,18 +270,20 @@ def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: t
     return torch.cat(outs), torch.cat(lses)
 
 
-def _kernel_inputs(inputs: GNAInputs, layout: TiledLayout, natural: bool) -> tuple[torch.Tensor, ...]:
+def _kernel_inputs(inputs: GNAInputs, plan: Plan, natural: bool) -> tuple[torch.Tensor, ...]:
     """q, k, v in the token order the kernel is called with."""
-    tensors = (inputs.query, inputs.key, inputs.value)
-    return tuple(t.contiguous() if natural else _to_tiled(t, layout) for t in tensors)
+    if natural:
+        return inputs.query.contiguous(), inputs.key.contiguous(), inputs.value.contiguous()
+    return (_to_tiled(inputs.query, plan.q_layout), _to_tiled(inputs.key, plan.kv_layout),
+            _to_tiled(inputs.value, plan.kv_layout))
 
 
 def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
-    layout, flat = _plan(inputs.params)
+    plan = _plan(inputs.params)
     natural = _natural(inputs.params)
-    out, lse = _kernel_call(inputs, flat, natural)(*_kernel_inputs(inputs, layout, natural))
+    out, lse = _kernel_call(inputs, plan.flat, natural)(*_kernel_inputs(inputs, plan, natural))
     if not natural:
-        out, lse = _from_tiled(out, layout), _from_tiled(lse, layout, dim=2)
+        out, lse = _from_tiled(out, plan.q_layout), _from_tiled(lse, plan.q_layout, dim=2)
     lse = lse.transpose(1, 2)
     if inputs.extra_key is not None:
         out_x, lse_x = extra_attention(inputs.query, inputs.extra_key, inputs.extra_value, inputs.extra_mask,
@@ -282,10 +295,10 @@ def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
 def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
     """A closure running the kernel alone (no extra tokens; inputs already tiled where the kernel needs the tiled
     layout), for benchmarks."""
-    layout, flat = _plan(inputs.params)
+    plan = _plan(inputs.params)
     natural = _natural(inputs.params)
-    run = _kernel_call(inputs, flat, natural)
-    q, k, v = _kernel_inputs(inputs, layout, natural)
+    run = _kernel_call(inputs, plan.flat, natural)
+    q, k, v = _kernel_inputs(inputs, plan, natural)
     return lambda: run(q, k, v)
 
 

@@ -114,3 +114,29 @@ def choose_tile(params: GNAParams, volume: int = 128) -> tuple[int, ...]:
         return visited, visited - full, max(tile) - min(tile)
 
     return min(tile_shapes(params.ndim, volume), key=cost)
+
+
+@functools.lru_cache(maxsize=256)
+def choose_tiles(params: GNAParams, volume: int = 128) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Q and KV tile shapes (each of the given volume) with the least visited work, then the fewest masked tile
+    pairs, then one shape for both, then the most cubic shapes. A KV shape of its own can follow a Q tile's box more
+    tightly: FLUX-4K at stride 1 visits 33124 tile pairs with Q 8x16 and KV 16x8 instead of 34884, 14080 of them
+    masked instead of 17600. Counts are per dimension (their product is the total), so all pairs cost little."""
+    shapes = tile_shapes(params.ndim, volume)
+    q_tiles = {t: TiledLayout.make(params.grid, t, params.dilation).tiles_per_dim for t in shapes}
+
+    @functools.lru_cache(maxsize=None)
+    def dim_counts(i: int, q_side: int, kv_side: int, q_tiles_i: int) -> tuple[int, int]:
+        r = dim_tile_ranges(params.grid[i], params.window[i], params.stride[i], params.dilation[i], params.causal[i],
+                            q_side, kv_side, q_tiles_i)
+        return int(r.visited.sum()), int(r.full.sum())
+
+    def cost(pair: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[int, int, bool, int]:
+        q, kv = pair
+        visited, full = 1, 1
+        for i in range(params.ndim):
+            v, f = dim_counts(i, q[i], kv[i], q_tiles[q][i])
+            visited, full = visited * v, full * f
+        return visited, visited - full, q != kv, max(q) - min(q) + max(kv) - min(kv)
+
+    return min(((q, kv) for q in shapes for kv in shapes), key=cost)
