@@ -6,7 +6,7 @@
 # `run` builds bf16 d128 of each (both schedules, in parallel), counts HGMMA and local-memory ops in the SASS, then
 # times each with its own scripts/bench_cutlass.py (its schedule check against the reference included): the
 # block-sparse recipes on the persistent schedule and the stride-1 grids on the single one, the schedules the backend
-# picks.
+# picks. PERSISTENT_CASES and SINGLE_CASES replace those case lists (an empty one skips that schedule).
 set -o pipefail
 mode=$1
 shift
@@ -19,6 +19,8 @@ case "$mode" in
       echo "$name: $(git rev-parse --short "$ref")" | tee ".kwork/$name/ref.txt"
     done ;;
   run)
+    PERSISTENT_CASES=${PERSISTENT_CASES-cosmos flux_4k hunyuan_video}
+    SINGLE_CASES=${SINGLE_CASES-hunyuan_video_stride1 flux_4k_stride1}
     export PYTHONUNBUFFERED=1 GNA_KERNEL_CACHE=${GNA_KERNEL_CACHE:-/tmp/gna_kernel_cache}
     OUT=$(realpath -m "${OUT:-out}")
     mkdir -p "$OUT"
@@ -38,8 +40,8 @@ case "$mode" in
     }
     for name in "$@"; do
       echo "== $name $(cat ".kwork/$name/ref.txt" 2>/dev/null)"
-      bench "$name" persistent cosmos flux_4k hunyuan_video
-      bench "$name" single hunyuan_video_stride1 flux_4k_stride1
+      [ -n "$PERSISTENT_CASES" ] && bench "$name" persistent $PERSISTENT_CASES
+      [ -n "$SINGLE_CASES" ] && bench "$name" single $SINGLE_CASES
     done ;;
   *)
     echo "usage: $0 export NAME=REF... | run NAME..." >&2
