@@ -5,6 +5,7 @@
 #pragma once
 
 #include "cutlass/arch/barrier.h"
+#include "cutlass/numeric_conversion.h"
 
 #include "collective/fmha_common.hpp"
 
@@ -34,13 +35,19 @@ struct EpilogueSm90 {
 
     using TiledMma = typename Mainloop::TiledMmaPV;
     TiledMma tiled_mma;
-    auto thr_mma = tiled_mma.get_thread_slice(threadIdx.x % cutlass::NumThreadsPerWarpGroup);
-    Tensor sO = make_tensor(make_smem_ptr(smem), typename Mainloop::SmemLayoutQ{})(_, _, _0{});
-    Tensor tOsO = thr_mma.partition_C(sO);
-    Tensor tOrO = make_fragment_like<Element>(tOsO);
+    int thread_idx = threadIdx.x % cutlass::NumThreadsPerWarpGroup;
+    auto thr_mma = tiled_mma.get_thread_slice(thread_idx);
+    // Converted two at a time, written with stmatrix (eight elements per thread and instruction).
+    Tensor tOrO = make_tensor_like<Element>(acc);
+    auto acc_pairs = recast<cutlass::Array<float, 2>>(acc);
+    auto out_pairs = recast<cutlass::Array<Element, 2>>(tOrO);
+    cutlass::NumericArrayConverter<Element, float, 2, cutlass::FloatRoundStyle::round_to_nearest> to_element;
     CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < size(acc); ++i) tOrO(i) = Element(acc(i));
-    cute::copy(tOrO, tOsO);
+    for (int i = 0; i < size(acc_pairs); ++i) out_pairs(i) = to_element(acc_pairs(i));
+    Tensor sO = make_tensor(make_smem_ptr(smem), typename Mainloop::SmemLayoutQ{})(_, _, _0{});
+    auto smem_copy = make_tiled_copy_C(Copy_Atom<SM90_U32x4_STSM_N, Element>{}, tiled_mma);
+    auto thr_copy = smem_copy.get_thread_slice(thread_idx);
+    cute::copy(smem_copy, thr_copy.retile_S(tOrO), thr_copy.partition_D(sO));
     cutlass::arch::fence_view_async_shared();  // make the writes visible to the TMA unit
     cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, Mainloop::kEpilogueBarrier + wg);
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) {

@@ -10,6 +10,7 @@
 
 #include "cutlass/cutlass.h"
 #include "cutlass/gemm/collective/collective_builder.hpp"
+#include "cutlass/numeric_conversion.h"
 
 #include "collective/fmha_common.hpp"
 
@@ -287,6 +288,21 @@ struct MainloopSm90 {
     }
   }
 
+  // The probabilities as the register operand of the PV product, converted two at a time. For 16-bit elements the
+  // operand holds the accumulator's values in the same register order (only the layout over them differs).
+  template <class AccQK>
+  CUTLASS_DEVICE static auto probabilities_operand(AccQK const& acc) {
+    static_assert(sizeof(Element) == 2, "an 8-bit operand also permutes its values");
+    Tensor op = make_fragment_like<Element>(cutlass::fmha::collective::convert_c_layout_to_a_layout(
+        acc.layout(), shape<1>(typename TiledMmaPV::LayoutA_TV{})));
+    auto from = recast<cutlass::Array<float, 2>>(make_tensor(acc.data(), make_layout(size(acc))));
+    auto to = recast<cutlass::Array<Element, 2>>(make_tensor(op.data(), make_layout(size(op))));
+    cutlass::NumericArrayConverter<Element, float, 2, cutlass::FloatRoundStyle::round_to_nearest> convert;
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < size(from); ++i) to(i) = convert(from(i));
+    return op;
+  }
+
   // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles), as
   // one stream of KV steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of
   // step i-1 are in flight together, and the softmax of step i runs while PV(i-1) still computes. The stream does
@@ -376,7 +392,7 @@ struct MainloopSm90 {
     ++v_read;  // V of step 0
     if (box.interior_count == 0) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
     softmax.first(acc_qk_mn);
-    Tensor p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
+    Tensor p_op = probabilities_operand(acc_qk);
 
     float correction[kRows];  // the output's rescale for the running max of the step whose PV is pending
     bool pv_first = true;     // the pending PV is its tile's first: it overwrites the accumulator
@@ -438,7 +454,7 @@ struct MainloopSm90 {
       pipeline.consumer_release(v_read);
       v_read = k_read;
       ++v_read;
-      p_op = make_acc_into_op<Element>(acc_qk, typename TiledMmaPV::LayoutA_TV{});
+      p_op = probabilities_operand(acc_qk);
       pv_first = loop == 0;
       store_due = loop == 0;
       // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup).
