@@ -397,11 +397,15 @@ struct MainloopSm90 {
     float correction[kRows];  // the output's rescale for the running max of the step whose PV is pending
     bool pv_first = true;     // the pending PV is its tile's first: it overwrites the accumulator
     bool store_due = false;   // done_* holds a tile whose output is complete in acc_pv
-    // The pending PV. Overwrite or accumulate is the WGMMA's runtime scale-d operand, not a branch: a branch around
-    // WGMMAs makes ptxas serialize them (warning C7519).
-    auto pv_product = [&]() {
+    // Issues the pending PV (its V is in, the turn is held). Overwrite or accumulate is the WGMMA's runtime scale-d
+    // operand, not a branch: a branch around WGMMAs makes ptxas serialize them (warning C7519).
+    auto issue_pv = [&]() {
+      warpgroup_fence_operand(acc_pv);
+      warpgroup_fence_operand(p_op);
+      warpgroup_arrive();
       tiled_mma_pv.accumulate_ = pv_first ? GMMA::ScaleOut::Zero : GMMA::ScaleOut::One;
       gemm_reset_zero_acc(tiled_mma_pv, p_op, tOrV(_, _, _, v_read.index()), acc_pv);
+      warpgroup_commit_batch();
     };
 
     int loop = 1;  // KV step inside the current tile
@@ -431,11 +435,7 @@ struct MainloopSm90 {
       store_due = false;
       if (!pv_first) rescale(acc_pv_mn, correction);
       pipeline.consumer_wait(v_read);
-      warpgroup_fence_operand(acc_pv);
-      warpgroup_fence_operand(p_op);
-      warpgroup_arrive();
-      pv_product();
-      warpgroup_commit_batch();
+      issue_pv();
       pass_turn(wg);
 
       warpgroup_wait<1>();  // scores of this step are in
@@ -470,11 +470,7 @@ struct MainloopSm90 {
     if (!pv_first) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
     wait_turn(wg);
-    warpgroup_fence_operand(acc_pv);
-    warpgroup_fence_operand(p_op);
-    warpgroup_arrive();
-    pv_product();
-    warpgroup_commit_batch();
+    issue_pv();
     pass_turn(wg);
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
