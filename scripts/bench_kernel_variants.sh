@@ -25,9 +25,11 @@ case "$mode" in
     OUT=$(realpath -m "${OUT:-out}")
     mkdir -p "$OUT"
     nvidia-smi --query-gpu=name,driver_version,clocks.max.sm --format=csv,noheader
+    schedules=$([ -n "$PERSISTENT_CASES" ] && echo persistent; [ -n "$SINGLE_CASES" ] && echo single)
     for name in "$@"; do
       (cd ".kwork/$name" && PYTHONPATH=$PWD:$PYTHONPATH timeout 300 python3 -m gna_diffusers build-kernels \
-         --dtypes bfloat16 --head-dims 128 --jobs 2 > "$OUT/build_$name.log" 2>&1; echo "build $name: rc $?") &
+         --dtypes bfloat16 --head-dims 128 --schedules $schedules --jobs 2 > "$OUT/build_$name.log" 2>&1
+       echo "build $name: rc $?") &
     done
     wait
     bash "$(dirname "$0")/sass_check.sh" "$GNA_KERNEL_CACHE"
