@@ -3,10 +3,11 @@
 #   here:            scripts/bench_kernel_variants.sh export main=main fastdiv=fastdiv   (-> .kwork/<name>/)
 #   on the device:   OUT=$OUT scripts/bench_kernel_variants.sh run main fastdiv           (carry .kwork and .whl)
 # Each ref's kernels, package and scripts are exported together (a kernel's parameters follow its package's planner).
-# `run` builds bf16 d128 of each (the schedules that have cases, in parallel), counts HGMMA and local-memory ops in the SASS, then
-# times each with its own scripts/bench_cutlass.py (its schedule check against the reference included): the
-# block-sparse recipes on the persistent schedule and the stride-1 grids on the single one, the schedules the backend
-# picks. PERSISTENT_CASES and SINGLE_CASES replace those case lists (an empty one skips that schedule).
+# `run` builds bf16 d128 of each (the schedules that have cases, in parallel), counts HGMMA and local-memory ops in
+# the SASS, then times each with its own scripts/bench_cutlass.py (its schedule check against the reference
+# included): the block-sparse recipes on the persistent schedule and the stride-1 grids on the single one, the
+# schedules the backend picks. PERSISTENT_CASES and SINGLE_CASES replace those case lists (an empty one skips that
+# schedule).
 set -o pipefail
 mode=$1
 shift
