@@ -17,7 +17,8 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype, i
 // q, k, v, out: [batch, tokens, heads, head_dim], tokens in the grid's order (natural) or tiled; lse: [batch, heads,
 // q_tokens] float32 in the same order.
 // tile_params: 9 rows of 3 ints (length, window, stride, dilation, causal, then tile_log2 and tiles_per_dim of the Q
-// tiles and of the K/V tiles), dims padded at the front with length-1 dimensions. max_ctas: cap on a persistent build's CTAs (0: one per SM).
+// tiles and of the K/V tiles), dims padded at the front with length-1 dimensions. max_ctas: cap on a persistent
+// build's CTAs (0: one per SM).
 void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor& out, at::Tensor& lse,
              const std::vector<int64_t>& tile_params, double scale, bool natural, int64_t max_ctas,
              int64_t cuda_stream) {

@@ -1,11 +1,11 @@
 """GNA through our compiled CUTLASS kernel for Hopper (sm90a), kernels/gna_forward_sm90.cu.
 
 Each 128-token Q tile (a box of the grid, ops/tiles.py) visits only the box of 128-token KV tiles (boxes of a shape of
-their own, chosen per problem) covering its queries' windows and masks only partially covered tiles. With dilation 1 the kernel reads and writes the model's own
-token order ([B, N, H, D], row-major grid) through multi-dimensional TMA boxes, so there is no permute at all; with
-dilation it runs on the tiled layout (ops/layout.py), permuted in and out by one gather each. Each (dtype, head_dim)
-configuration is its own extension, built by ninja on first use (or ahead of time by `gna-diffusers build-kernels`)
-into a cache directory.
+their own, chosen per problem) covering its queries' windows and masks only partially covered tiles. With dilation 1
+the kernel reads and writes the model's own token order ([B, N, H, D], row-major grid) through multi-dimensional TMA
+boxes, so there is no permute at all; with dilation it runs on the tiled layout (ops/layout.py), permuted in and out
+by one gather each. Each (dtype, head_dim) configuration is its own extension, built by ninja on first use (or ahead
+of time by `gna-diffusers build-kernels`) into a cache directory.
 Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0 GPU, `why_not` says why
 and `auto` picks the next backend (flex). Extra dense tokens are a second pass (flash SDPA over the valid extra keys)
 merged by log-sum-exp.
