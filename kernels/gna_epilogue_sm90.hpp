@@ -26,7 +26,8 @@ struct EpilogueSm90 {
   };
 
   // Stores warpgroup `wg`'s rows of Q tile `at`: the normalized output accumulator `acc`, staged in `smem`, and the
-  // log-sum-exp per row; returns once the TMA unit has read the staging buffer.
+  // log-sum-exp per row. Returns once the TMA store is issued: the staging buffer stays in use until
+  // `wait_staging_read`.
   template <class Accumulator, class Lse>
   CUTLASS_DEVICE void operator()(TileCoord const& at, int wg, Accumulator const& acc, Lse const& lse, Element* smem,
                                  Params const& params) {
@@ -68,6 +69,10 @@ struct EpilogueSm90 {
         if (token >= 0) row_lse[token] = lse(i);
       }
     }
+  }
+
+  // Returns (in the thread that issued the warpgroup's stores) once the TMA unit has read their staging buffers.
+  CUTLASS_DEVICE static void wait_staging_read() {
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) cute::tma_store_wait<0>();
   }
 };

@@ -120,7 +120,8 @@ struct KernelSm90 {
       mainloop.compute(tiles, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read, storage.tensors,
                        [&](TileCoord const& at, auto const& acc, auto const& lse, auto* staging) {
                          epilogue(at, wg, acc, lse, staging, params.epilogue);
-                       });
+                       },
+                       [] { Epilogue::wait_staging_read(); });
     }
   }
 };

@@ -307,13 +307,15 @@ struct MainloopSm90 {
   // one stream of KV steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of
   // step i-1 are in flight together, and the softmax of step i runs while PV(i-1) still computes. The stream does
   // not stop between work tiles: the next tile's first QK^T and softmax overlap the last PV of the one before, and
-  // that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which returns once its output has left the
-  // staging buffer) runs while the next QK^T computes. The staging buffer is the finished tile's Q stage, released
-  // to the producer after the store.
-  template <class WorkTiles, class StoreTile>
+  // that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which issues the store) runs while the next
+  // QK^T computes. The staging buffer is the finished tile's Q stage; it goes back to the producer once
+  // `wait_staging_read()` returns, which the warpgroup asks only after its next products are in, so the TMA unit's
+  // read of the buffer never holds up an issue.
+  template <class WorkTiles, class StoreTile, class WaitStagingRead>
   CUTLASS_DEVICE void compute(WorkTiles const& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
-                              PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, StoreTile&& store_tile) {
+                              PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, StoreTile&& store_tile,
+                              WaitStagingRead&& wait_staging_read) {
     using namespace cutlass::fmha::collective;
     int thread_idx = int(threadIdx.x) % cutlass::NumThreadsPerWarpGroup;  // the products are per warpgroup
 
@@ -361,6 +363,7 @@ struct MainloopSm90 {
     TileCoord done_at;
     PipelineStateQ done_q;
     OnlineSoftmax<kRows> done_softmax;
+    PipelineStateQ staging_q;  // the Q stage of the last store: the producer gets it back after the TMA unit's read
     auto store = [&]() {
       float lse_rows[kRows];
       done_softmax.finish(acc_pv_mn, lse_rows);
@@ -368,7 +371,11 @@ struct MainloopSm90 {
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) lse(i) = lse_rows[i];
       store_tile(done_at, acc_pv, lse, storage.smem_q.data() + done_q.index() * kQStage);
-      pipeline_q.consumer_release(done_q);
+      staging_q = done_q;
+    };
+    auto release_staging = [&]() {
+      wait_staging_read();
+      pipeline_q.consumer_release(staging_q);
     };
 
     // Step 0 of the first tile: scores and probabilities; its PV product is issued with the next step's scores.
@@ -431,6 +438,7 @@ struct MainloopSm90 {
       warpgroup_arrive();
       gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
       warpgroup_commit_batch();
+      bool stored = store_due;
       if (store_due) store();  // while QK^T computes; the pending PV (a new tile's first) overwrites acc_pv
       store_due = false;
       if (!pv_first) rescale(acc_pv_mn, correction);
@@ -452,6 +460,7 @@ struct MainloopSm90 {
       warpgroup_wait<0>();  // the pending PV is in: for a new tile, the finished one's output is complete
       warpgroup_fence_operand(acc_pv);
       pipeline.consumer_release(v_read);
+      if (stored) release_staging();  // read by now: the products took longer than the TMA unit's read
       v_read = k_read;
       ++v_read;
       p_op = probabilities_operand(acc_qk);
@@ -460,12 +469,14 @@ struct MainloopSm90 {
       // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup).
       if (store_due && box.count == 1) {
         store();
+        release_staging();
         store_due = false;
       }
       ++loop;
     }
 
     // PV of the last step, then the last two outputs.
+    bool stored = store_due;
     if (store_due) store();
     if (!pv_first) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
@@ -475,12 +486,14 @@ struct MainloopSm90 {
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
     pipeline.consumer_release(v_read);
+    if (stored) release_staging();
     smem_pipe_read = v_read;
     ++smem_pipe_read;
     done_at = at;
     done_q = smem_pipe_read_q;
     done_softmax = softmax;
     store();
+    release_staging();  // also keeps the CTA alive until its shared memory has been read
     smem_pipe_read_q.advance(NumMmaWarpGroups);
   }
 };
