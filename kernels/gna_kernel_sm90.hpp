@@ -33,11 +33,21 @@ struct KernelSm90 {
 
   using PipelineKV = typename Mainloop::MainloopPipeline;
   using PipelineQ = typename Mainloop::MainloopPipelineQ;
+  // The producer works out each tile's box for its own loads and hands it to the consumer warpgroups through shared
+  // memory (a two-slot pipeline), so their tile start is a few shared-memory loads instead of the tile arithmetic.
+  static constexpr int kTileSlots = 2;
+  using PipelineTiles = cutlass::PipelineAsync<kTileSlots>;
+  struct TileSlot {
+    TileCoord at;
+    TileBox box;
+  };
 
   struct SharedStorage {
     typename Mainloop::SharedStorage tensors;
     alignas(16) typename PipelineKV::SharedStorage kv;
     alignas(16) typename PipelineQ::SharedStorage q;
+    alignas(16) typename PipelineTiles::SharedStorage tiles;
+    alignas(16) TileSlot tile_slot[kTileSlots];
   };
   static constexpr int SharedStorageSize = sizeof(SharedStorage);
   static_assert(SharedStorageSize <= 227 * 1024, "shared memory exceeds what one Hopper CTA may take");
@@ -63,11 +73,32 @@ struct KernelSm90 {
     return TileCoord{tile - rest * p.q_tiles, rest - batch * p.heads, batch};
   }
 
-  // The work tiles of one CTA: first, first + step, ... (`count` of them).
+  // Keeps the compiler from moving shared-memory accesses across the tile pipeline's barrier operations (CUTLASS's
+  // mbarrier asm declares no memory effects); the barriers order them for the hardware.
+  CUTLASS_DEVICE static void compiler_fence() { asm volatile("" ::: "memory"); }
+
+  // A consumer warpgroup's view of its CTA's work tiles (`count` of them), in the producer's order: `next(at)` sets
+  // the next one's coordinates and returns its box, which stays in shared memory until the following call (read
+  // where it is used rather than held in registers).
   struct WorkTiles {
-    Params const* params;
-    int first, step, count;
-    CUTLASS_DEVICE TileCoord operator()(int i) const { return coord(*params, first + i * step); }
+    int count;
+    PipelineTiles* pipeline;
+    TileSlot const* slots;
+    typename PipelineTiles::PipelineState read;
+    bool holding;  // a slot is held (after the first call)
+
+    CUTLASS_DEVICE TileBox const& next(TileCoord& at) {
+      if (holding) {
+        compiler_fence();  // the held slot's reads come before its release
+        pipeline->consumer_release(read);
+        ++read;
+      }
+      holding = true;
+      pipeline->consumer_wait(read);
+      compiler_fence();  // the slot is read after the wait
+      at = slots[read.index()].at;
+      return slots[read.index()].box;
+    }
   };
 
   CUTLASS_DEVICE void operator()(Params const& params, char* smem) {
@@ -94,19 +125,33 @@ struct KernelSm90 {
     }
     PipelineKV pipeline_kv(storage.kv, kv_params, cute::Shape<cute::_1, cute::_1, cute::_1>{});
     PipelineQ pipeline_q(storage.q, q_params, cute::Shape<cute::_1, cute::_1, cute::_1>{});
+    typename PipelineTiles::Params tiles_params;
+    tiles_params.producer_arv_count = 1;  // the leader thread
+    tiles_params.consumer_arv_count = kMmaWarpGroups * cutlass::NumThreadsPerWarpGroup;
+    tiles_params.role = load_warp        ? PipelineTiles::ThreadCategory::Producer
+                        : warp_group > 0 ? PipelineTiles::ThreadCategory::Consumer
+                                         : PipelineTiles::ThreadCategory::NonParticipant;
+    PipelineTiles pipeline_tiles(storage.tiles, tiles_params);
     __syncthreads();  // barrier initialization is visible to every thread
 
     int step = kPersistent ? int(gridDim.x) : work_tiles(params);
     Mainloop mainloop;
     if (warp_group == 0) {
       cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
-      if (!load_warp) return;
+      if (!leader) return;  // one thread issues every load
       auto kv_write = cutlass::make_producer_start_state<PipelineKV>();
       auto q_write = cutlass::make_producer_start_state<PipelineQ>();
+      auto tile_write = cutlass::make_producer_start_state<PipelineTiles>();
       CUTLASS_PRAGMA_NO_UNROLL
       for (int tile = blockIdx.x; tile < work_tiles(params); tile += step) {
-        mainloop.load(coord(params, tile), params.mainloop, pipeline_kv, kv_write, pipeline_q, q_write,
-                      storage.tensors);
+        TileCoord at = coord(params, tile);
+        TileBox box = TileBox::make(params.mainloop.tiles, at.q_linear);
+        pipeline_tiles.producer_acquire(tile_write);
+        storage.tile_slot[tile_write.index()] = TileSlot{at, box};
+        compiler_fence();  // written before the arrival that publishes it
+        pipeline_tiles.producer_commit(tile_write);
+        ++tile_write;
+        mainloop.load(at, box, params.mainloop, pipeline_kv, kv_write, pipeline_q, q_write, storage.tensors);
       }
     } else {
       cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();
@@ -115,8 +160,8 @@ struct KernelSm90 {
       typename Mainloop::PipelineStateQ q_read;
       q_read.advance(wg);
       Epilogue epilogue;
-      WorkTiles tiles{&params, int(blockIdx.x), step,
-                      kPersistent ? (work_tiles(params) - int(blockIdx.x) + step - 1) / step : 1};
+      WorkTiles tiles{kPersistent ? (work_tiles(params) - int(blockIdx.x) + step - 1) / step : 1, &pipeline_tiles,
+                      storage.tile_slot, {}, false};
       mainloop.compute(tiles, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read, storage.tensors,
                        [&](TileCoord const& at, auto const& acc, auto const& lse, auto* staging) {
                          epilogue(at, wg, acc, lse, staging, params.epilogue);

@@ -108,14 +108,13 @@ struct MainloopSm90 {
     cute::prefetch_tma_descriptor(&params.v);
   }
 
-  // Producer (one elected thread of the load warp): both warpgroups' Q halves, then K and V of every tile in the
-  // box in loop order, with Q's second half after the first K so the first product can start early.
-  CUTLASS_DEVICE void load(TileCoord const& at, Params const& params, MainloopPipeline& pipeline,
+  // Producer (the kernel's one load thread): both warpgroups' Q halves, then K and V of every tile in the
+  // box (TileBox::make of the Q tile) in loop order, with Q's second half after the first K so the first product
+  // can start early.
+  CUTLASS_DEVICE void load(TileCoord const& at, TileBox const& box, Params const& params, MainloopPipeline& pipeline,
                            PipelineState& smem_pipe_write, MainloopPipelineQ& pipeline_q,
                            PipelineStateQ& smem_pipe_write_q, SharedStorage& storage) {
-    if (!cute::elect_one_sync()) return;
     int q_linear = at.q_linear, batch = at.batch, head = at.head;
-    TileBox box = TileBox::make(params.tiles, q_linear);
 
     auto load_q = [&](int wg) {
       pipeline_q.producer_acquire(smem_pipe_write_q);
@@ -303,7 +302,8 @@ struct MainloopSm90 {
     return op;
   }
 
-  // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles), as
+  // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles, taken
+  // with `tiles.next(at)`, which returns the box), as
   // one stream of KV steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of
   // step i-1 are in flight together, and the softmax of step i runs while PV(i-1) still computes. The stream does
   // not stop between work tiles: the next tile's first QK^T and softmax overlap the last PV of the one before, and
@@ -312,7 +312,7 @@ struct MainloopSm90 {
   // `wait_staging_read()` returns, which the warpgroup asks only after its next products are in, so the TMA unit's
   // read of the buffer never holds up an issue.
   template <class WorkTiles, class StoreTile, class WaitStagingRead>
-  CUTLASS_DEVICE void compute(WorkTiles const& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
+  CUTLASS_DEVICE void compute(WorkTiles& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
                               PipelineStateQ& smem_pipe_read_q, SharedStorage& storage, StoreTile&& store_tile,
                               WaitStagingRead&& wait_staging_read) {
@@ -342,15 +342,17 @@ struct MainloopSm90 {
     // border: gna_tile_box.hpp.
     int tile = 0;
     TileCoord at;
-    TileBox box;
+    TileBox const* box;
+    int box_count, interior_count;  // of *box, read once
     RowWindow rows[kRows];
     TileCursor border;
     auto begin_tile = [&]() {
-      at = tiles(tile);
-      box = TileBox::make(params.tiles, at.q_linear);
+      box = &tiles.next(at);
+      box_count = box->count;
+      interior_count = box->interior_count;
       CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
-      if (box.interior_count == 0) border = TileCursor::first(box);
+      for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, *box, row_base + get<0>(tScS_mn(i, 0)));
+      if (interior_count == 0) border = TileCursor::first(*box);
       pipeline_q.consumer_wait(smem_pipe_read_q);
     };
 
@@ -397,7 +399,7 @@ struct MainloopSm90 {
     pipeline.consumer_release(k_read);
     PipelineState v_read = k_read;
     ++v_read;  // V of step 0
-    if (box.interior_count == 0) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
+    if (interior_count == 0) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
     softmax.first(acc_qk_mn);
     Tensor p_op = probabilities_operand(acc_qk);
 
@@ -418,7 +420,7 @@ struct MainloopSm90 {
     int loop = 1;  // KV step inside the current tile
     CUTLASS_PRAGMA_NO_UNROLL
     while (true) {
-      if (loop == box.count) {  // the next step is the next work tile's first
+      if (loop == box_count) {  // the next step is the next work tile's first
         if (tile + 1 == tiles.count) break;
         done_at = at;
         done_q = smem_pipe_read_q;
@@ -427,8 +429,8 @@ struct MainloopSm90 {
         begin_tile();
         loop = 0;
       }
-      bool masked = loop >= box.interior_count;
-      if (masked && loop > 0) border.advance(box, loop);
+      bool masked = loop >= interior_count;
+      if (masked && loop > 0) border.advance(*box, loop);
 
       k_read = v_read;
       ++k_read;  // K of this step
@@ -467,7 +469,7 @@ struct MainloopSm90 {
       pv_first = loop == 0;
       store_due = loop == 0;
       // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup).
-      if (store_due && box.count == 1) {
+      if (store_due && box_count == 1) {
         store();
         release_staging();
         store_due = false;
