@@ -303,14 +303,13 @@ struct MainloopSm90 {
   }
 
   // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles, taken
-  // with `tiles.next(at)`, which returns the box), as
-  // one stream of KV steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of
-  // step i-1 are in flight together, and the softmax of step i runs while PV(i-1) still computes. The stream does
-  // not stop between work tiles: the next tile's first QK^T and softmax overlap the last PV of the one before, and
-  // that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which issues the store) runs while the next
-  // QK^T computes. The staging buffer is the finished tile's Q stage; it goes back to the producer once
-  // `wait_staging_read()` returns, which the warpgroup asks only after its next products are in, so the TMA unit's
-  // read of the buffer never holds up an issue.
+  // with `tiles.next(at)`, which returns the box), as one stream of KV steps. The products are software-pipelined as in
+  // FlashAttention-3: QK^T of step i and PV of step i-1 are in flight together, and the softmax of step i runs while
+  // PV(i-1) still computes. The stream does not stop between work tiles: the next tile's first QK^T and softmax overlap
+  // the last PV of the one before, and that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which issues
+  // the store) runs while the next QK^T computes. The staging buffer is the finished tile's Q stage; it goes back to
+  // the producer once `wait_staging_read()` returns, which the warpgroup asks only after its next products are in, so
+  // the TMA unit's read of the buffer never holds up an issue.
   template <class WorkTiles, class StoreTile, class WaitStagingRead>
   CUTLASS_DEVICE void compute(WorkTiles& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
@@ -477,9 +476,8 @@ struct MainloopSm90 {
       ++loop;
     }
 
-    // PV of the last step, then the last two outputs.
-    bool stored = store_due;
-    if (store_due) store();
+    // PV of the last step, then the last output. No earlier store is due here: the loop leaves only at a tile's end,
+    // and every tile before has been stored by its successor's second step (or at once after a one-step tile).
     if (!pv_first) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
     wait_turn(wg);
@@ -488,7 +486,6 @@ struct MainloopSm90 {
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_pv);
     pipeline.consumer_release(v_read);
-    if (stored) release_staging();
     smem_pipe_read = v_read;
     ++smem_pipe_read;
     done_at = at;
