@@ -146,28 +146,32 @@ struct MainloopSm90 {
     }
   }
 
-  // Sets the scores of keys outside each query's neighborhood to -inf. `rows` holds this thread's query windows,
-  // `cS_mn` the (row, key) coordinates of its accumulator elements: per row, two 16-bit sets of keys (KeyMask) and
-  // one bit test per score.
-  template <class AccQK, class CoordMN, int kRows>
-  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, Params const& params,
-                                        int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
-    Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
+  // The token-level mask of one KV tile for this thread's scores, worked out from the tile's coordinates alone, so
+  // that it can be ready before the scores are: per query row and per e < 8, the 16-bit set over k of the keys
+  // base + 8k + e that the row sees (KeyMask). A thread holds two values of e (WGMMA accumulator layout); the sets
+  // of the others are never read and fold away.
+  template <int kRows>
+  struct TileMask {
+    uint32_t keys[kRows][8];
+  };
+
+  // `rows` holds this thread's query windows, `cS_mn` the (row, key) coordinates of its accumulator elements.
+  template <class CoordMN, int kRows>
+  CUTLASS_DEVICE static void tile_mask(TileMask<kRows>& mask, CoordMN const& cS_mn, Params const& params,
+                                       int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
     int origin[kMaxDims];
     CUTLASS_PRAGMA_UNROLL
     for (int d = 0; d < kMaxDims; d++) origin[d] = kv[d] << params.tiles.kv_tile_log2[d];
     if (params.key_mask.wide) {
-      mask_rows<true>(acc_mn, cS_mn, params.key_mask, origin, rows);
+      tile_mask_rows<true>(mask, cS_mn, params.key_mask, origin, rows);
     } else {
-      mask_rows<false>(acc_mn, cS_mn, params.key_mask, origin, rows);
+      tile_mask_rows<false>(mask, cS_mn, params.key_mask, origin, rows);
     }
   }
 
-  template <bool kWide, class AccMN, class CoordMN, int kRows>
-  CUTLASS_DEVICE static void mask_rows(AccMN& acc_mn, CoordMN const& cS_mn, KeyMask const& key_mask,
-                                       int const (&origin)[kMaxDims], RowWindow const (&rows)[kRows]) {
-    // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from base
-    // fold to constants, so k and e are known at compile time.
+  template <bool kWide, class CoordMN, int kRows>
+  CUTLASS_DEVICE static void tile_mask_rows(TileMask<kRows>& mask, CoordMN const& cS_mn, KeyMask const& key_mask,
+                                            int const (&origin)[kMaxDims], RowWindow const (&rows)[kRows]) {
     int base = get<1>(cS_mn(0, 0));
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) {
@@ -178,9 +182,23 @@ struct MainloopSm90 {
         hi[d] = rows[i].end[d] - origin[d];
       }
       CUTLASS_PRAGMA_UNROLL
+      for (int e = 0; e < 8; e++) mask.keys[i][e] = key_mask.keys<kWide>(lo, hi, base + e);
+    }
+  }
+
+  // Sets the scores of keys outside each query's neighborhood to -inf: one bit test per score.
+  template <class AccQK, class CoordMN, int kRows>
+  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileMask<kRows> const& mask) {
+    Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
+    // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from base
+    // fold to constants, so k and e are known at compile time.
+    int base = get<1>(cS_mn(0, 0));
+    CUTLASS_PRAGMA_UNROLL
+    for (int i = 0; i < kRows; i++) {
+      CUTLASS_PRAGMA_UNROLL
       for (int j = 0; j < size<1>(acc_mn); j++) {
         int offset = get<1>(cS_mn(i, j)) - base;
-        if (!((key_mask.keys<kWide>(lo, hi, base + (offset & 7)) >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
+        if (!((mask.keys[i][offset & 7] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
       }
     }
   }
@@ -337,8 +355,8 @@ struct MainloopSm90 {
     int row_base = wg * get<0>(TileShapeQK{});
 
     // The current work tile: its box, which keys each of this thread's query rows sees, and (while the box's
-    // border is visited) the border tile's coordinates for the mask. KV tiles come interior first (no mask), then
-    // border: gna_tile_box.hpp.
+    // border is visited) the coordinates of the next border tile to mask. KV tiles come interior first (no mask),
+    // then border: gna_tile_box.hpp.
     int tile = 0;
     TileCoord at;
     TileBox const* box;
@@ -378,6 +396,13 @@ struct MainloopSm90 {
       wait_staging_read();
       pipeline_q.consumer_release(staging_q);
     };
+    // Step `loop`'s mask (if it is a border step) and the cursor moved on to the next step's tile, done while the
+    // step's products compute, so that only the bit tests wait for the scores.
+    TileMask<kRows> mask;
+    auto prepare_mask = [&](int loop, bool masked) {
+      if (masked) tile_mask(mask, tScS_mn, params, border.kv, rows);
+      if (loop + 1 < box_count && loop + 1 >= interior_count) border.advance(*box, loop + 1);
+    };
 
     // Step 0 of the first tile: scores and probabilities; its PV product is issued with the next step's scores.
     begin_tile();
@@ -393,12 +418,13 @@ struct MainloopSm90 {
     gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
     warpgroup_commit_batch();
     pass_turn(wg);
+    prepare_mask(0, interior_count == 0);
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_qk);
     pipeline.consumer_release(k_read);
     PipelineState v_read = k_read;
     ++v_read;  // V of step 0
-    if (interior_count == 0) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
+    if (interior_count == 0) apply_mask(acc_qk, tScS_mn, mask);
     softmax.first(acc_qk_mn);
     Tensor p_op = probabilities_operand(acc_qk);
 
@@ -429,7 +455,6 @@ struct MainloopSm90 {
         loop = 0;
       }
       bool masked = loop >= interior_count;
-      if (masked && loop > 0) border.advance(*box, loop);
 
       k_read = v_read;
       ++k_read;  // K of this step
@@ -446,11 +471,12 @@ struct MainloopSm90 {
       pipeline.consumer_wait(v_read);
       issue_pv();
       pass_turn(wg);
+      prepare_mask(loop, masked);
 
       warpgroup_wait<1>();  // scores of this step are in
       warpgroup_fence_operand(acc_qk);
       pipeline.consumer_release(k_read);
-      if (masked) apply_mask(acc_qk, tScS_mn, params, border.kv, rows);
+      if (masked) apply_mask(acc_qk, tScS_mn, mask);
       if (loop == 0) {
         done_softmax = softmax;
         softmax.first(acc_qk_mn);
