@@ -147,42 +147,44 @@ struct MainloopSm90 {
   }
 
   // The token-level mask of one KV tile for this thread's scores, worked out from the tile's coordinates alone, so
-  // that it can be ready before the scores are: per query row and per e < 8, the 16-bit set over k of the keys
-  // base + 8k + e that the row sees (KeyMask). A thread holds two values of e (WGMMA accumulator layout); the sets
-  // of the others are never read and fold away.
+  // that it can be ready before the scores are: per query row and per e < 2, the 16-bit set over k of the keys
+  // base + 8k + e that the row sees (KeyMask). In the WGMMA accumulator layout a thread holds the columns
+  // base + 8k + e of every k for e = 0 and 1, with base even.
   template <int kRows>
   struct TileMask {
-    uint32_t keys[kRows][8];
+    uint32_t keys[kRows][2];
   };
 
-  // `rows` holds this thread's query windows, `cS_mn` the (row, key) coordinates of its accumulator elements.
+  // The mask of KV tile `kv` of `box`. `rows` holds this thread's query windows, `cS_mn` the (row, key) coordinates
+  // of its accumulator elements. A dimension along which the tile lies inside the box's unmasked range lets every
+  // row see all of the tile's extent and costs nothing, so a border tile pays for the dimensions it straddles only.
   template <class CoordMN, int kRows>
   CUTLASS_DEVICE static void tile_mask(TileMask<kRows>& mask, CoordMN const& cS_mn, Params const& params,
-                                       int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
-    int origin[kMaxDims];
-    CUTLASS_PRAGMA_UNROLL
-    for (int d = 0; d < kMaxDims; d++) origin[d] = kv[d] << params.tiles.kv_tile_log2[d];
-    if (params.key_mask.wide) {
-      tile_mask_rows<true>(mask, cS_mn, params.key_mask, origin, rows);
-    } else {
-      tile_mask_rows<false>(mask, cS_mn, params.key_mask, origin, rows);
-    }
-  }
-
-  template <bool kWide, class CoordMN, int kRows>
-  CUTLASS_DEVICE static void tile_mask_rows(TileMask<kRows>& mask, CoordMN const& cS_mn, KeyMask const& key_mask,
-                                            int const (&origin)[kMaxDims], RowWindow const (&rows)[kRows]) {
+                                       TileBox const& box, int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
+    KeyMask const& keys = params.key_mask;
     int base = get<1>(cS_mn(0, 0));
     CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRows; i++) {
-      int lo[kMaxDims], hi[kMaxDims];
-      CUTLASS_PRAGMA_UNROLL
-      for (int d = 0; d < kMaxDims; d++) {
-        lo[d] = rows[i].start[d] - origin[d];
-        hi[d] = rows[i].end[d] - origin[d];
+    for (int i = 0; i < kRows; i++) mask.keys[i][0] = mask.keys[i][1] = ~0u;  // only bits 0-15 are ever tested
+    CUTLASS_PRAGMA_UNROLL
+    for (int d = 0; d < kMaxDims; d++) {
+      if (kv[d] >= box.full_lo[d] && kv[d] < box.full_hi[d]) continue;
+      int origin = kv[d] << params.tiles.kv_tile_log2[d];
+      if (keys.per_l[d]) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < kRows; i++) {
+          CUTLASS_PRAGMA_UNROLL
+          for (int e = 0; e < 2; e++) {
+            mask.keys[i][e] &= keys.dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base + e);
+          }
+        }
+      } else {
+        CUTLASS_PRAGMA_UNROLL
+        for (int i = 0; i < kRows; i++) {
+          uint32_t seen = keys.dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base);
+          mask.keys[i][0] &= seen;
+          mask.keys[i][1] &= seen;
+        }
       }
-      CUTLASS_PRAGMA_UNROLL
-      for (int e = 0; e < 8; e++) mask.keys[i][e] = key_mask.keys<kWide>(lo, hi, base + e);
     }
   }
 
@@ -190,15 +192,15 @@ struct MainloopSm90 {
   template <class AccQK, class CoordMN, int kRows>
   CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileMask<kRows> const& mask) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
-    // This thread's columns are base + 8k + e with e < 8 - base (WGMMA accumulator layout): the offsets from base
-    // fold to constants, so k and e are known at compile time.
+    // This thread's columns are base + 8k + e (TileMask): the offsets from base fold to constants, so k and e are
+    // known at compile time.
     int base = get<1>(cS_mn(0, 0));
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) {
       CUTLASS_PRAGMA_UNROLL
       for (int j = 0; j < size<1>(acc_mn); j++) {
         int offset = get<1>(cS_mn(i, j)) - base;
-        if (!((mask.keys[i][offset & 7] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
+        if (!((mask.keys[i][offset & 1] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
       }
     }
   }
@@ -400,7 +402,7 @@ struct MainloopSm90 {
     // step's products compute, so that only the bit tests wait for the scores.
     TileMask<kRows> mask;
     auto prepare_mask = [&](int loop, bool masked) {
-      if (masked) tile_mask(mask, tScS_mn, params, border.kv, rows);
+      if (masked) tile_mask(mask, tScS_mn, params, *box, border.kv, rows);
       if (loop + 1 < box_count && loop + 1 >= interior_count) border.advance(*box, loop + 1);
     };
 

@@ -265,19 +265,20 @@ GNA_HOST_DEVICE uint32_t every_nth_bit(int log2) {
 
 // The token-level mask of a KV tile (volume 128, any shape), in the pattern a WGMMA accumulator thread holds its
 // scores: a key's offset in the tile is col = 8k + l (k < 16, l < 8), and a thread holds, per row, the columns
-// 8k + l of every k for two fixed l. Tile dimension d holds bits [shift, shift + tile_log2) of col (row-major), so
-// its offset u_d is `low_bits` bits of l below a field of k. For one row and one l, the k whose u_d lies in the
-// row's window have that field in a run of values, which over k is a run of bits repeated every 2^period; the keys
-// the row sees are the AND over the dimensions. So per row and l the mask is a 16-bit set over k built with a few
-// integer operations, and testing a score is one bit test at a position known at compile time. With wide tiles
-// (innermost side >= 8, `wide`) dimensions 0 and 1 lie in k alone: their part of the set is the same for every l.
+// 8k + l of every k for two l that differ in bit 0 only. Tile dimension d holds bits [shift, shift + tile_log2) of
+// col (row-major), so its offset u_d is `low_bits` bits of l below a field of k. For one row and one l, the k whose
+// u_d lies in the row's window have that field in a run of values, which over k is a run of bits repeated every
+// 2^period; the keys the row sees are the AND over the dimensions. So per row, l and dimension the mask is a 16-bit
+// set over k built with a few integer operations, and testing a score is one bit test at a position known at
+// compile time. Only the innermost dimension of nonzero side takes bit 0 of l (`per_l`): the others give one set for
+// both of a thread's l.
 struct KeyMask {
   int shift[kMaxDims];        // position of u_d in col
   int low_bits[kMaxDims];     // bits of u_d taken from l
   int field_shift[kMaxDims];  // position of u_d's other bits in k
   int field_size[kMaxDims];   // values of those bits
   uint32_t repeat[kMaxDims];  // bits at the multiples of 2^period: where a run over the field repeats in k
-  bool wide;
+  bool per_l[kMaxDims];       // the set depends on bit 0 of l
 
   GNA_HOST_DEVICE static KeyMask make(TileParams const& p) {
     KeyMask m;
@@ -289,33 +290,22 @@ struct KeyMask {
       m.field_shift[d] = imax(shift - 3, 0);
       m.field_size[d] = 1 << (bits - m.low_bits[d]);
       m.repeat[d] = every_nth_bit(m.field_shift[d] + bits - m.low_bits[d]);
+      m.per_l[d] = shift == 0 && bits > 0;
       shift += bits;
     }
-    m.wide = p.kv_tile_log2[kMaxDims - 1] >= 3;
     return m;
   }
 
-  // Bit k is set where the row sees key 8k + l; [lo, hi) is the row's window per dimension relative to the KV
-  // tile's origin (keys past the grid lie outside every window). kWide must equal `wide`: with it, the part of
-  // dimensions 0 and 1 does not depend on l, so a caller testing several l computes it once.
-  template <bool kWide>
-  GNA_HOST_DEVICE uint32_t keys(int const (&lo)[kMaxDims], int const (&hi)[kMaxDims], int l) const {
-    return kWide ? dims_keys<0, 2>(lo, hi, 0) & dims_keys<2, 3>(lo, hi, l) : dims_keys<0, kMaxDims>(lo, hi, l);
-  }
-
-  // The keys that dimensions [kFirst, kLast) alone let the row see.
-  template <int kFirst, int kLast>
-  GNA_HOST_DEVICE uint32_t dims_keys(int const (&lo)[kMaxDims], int const (&hi)[kMaxDims], int l) const {
-    uint32_t set = 0xFFFFu;
-    for (int d = kFirst; d < kLast; ++d) {
-      int round = (1 << low_bits[d]) - 1;
-      int part = (l >> shift[d]) & round;
-      // the field values v with lo <= (v << low_bits) + part < hi, clipped to the field
-      int a = imin(imax((lo[d] - part + round) >> low_bits[d], 0), field_size[d]);
-      int b = imin(imax((hi[d] - part + round) >> low_bits[d], a), field_size[d]);
-      set &= ((1u << (b << field_shift[d])) - (1u << (a << field_shift[d]))) * repeat[d];
-    }
-    return set;
+  // The keys that dimension d alone lets the row see: bit k is set where it sees key 8k + l. [lo, hi) is the row's
+  // window along d relative to the KV tile's origin (keys past the grid lie outside every window). Bits above 15
+  // carry no meaning.
+  GNA_HOST_DEVICE uint32_t dim_keys(int d, int lo, int hi, int l) const {
+    int round = (1 << low_bits[d]) - 1;
+    int part = (l >> shift[d]) & round;
+    // the field values v with lo <= (v << low_bits) + part < hi, clipped to the field
+    int a = imin(imax((lo - part + round) >> low_bits[d], 0), field_size[d]);
+    int b = imin(imax((hi - part + round) >> low_bits[d], a), field_size[d]);
+    return ((1u << (b << field_shift[d])) - (1u << (a << field_shift[d]))) * repeat[d];
   }
 };
 
