@@ -193,14 +193,18 @@ struct MainloopSm90 {
   CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileMask<kRows> const& mask) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
     // This thread's columns are base + 8k + e (TileMask): the offsets from base fold to constants, so k and e are
-    // known at compile time.
+    // known at compile time. The tests go one set at a time, in bit order, which lets ptxas move seven bits at once
+    // into predicates (R2P) instead of testing each bit on its own.
     int base = get<1>(cS_mn(0, 0));
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) {
       CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < size<1>(acc_mn); j++) {
-        int offset = get<1>(cS_mn(i, j)) - base;
-        if (!((mask.keys[i][offset & 1] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
+      for (int e = 0; e < 2; e++) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int j = 0; j < size<1>(acc_mn); j++) {
+          int offset = get<1>(cS_mn(i, j)) - base;
+          if ((offset & 1) == e && !((mask.keys[i][e] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
+        }
       }
     }
   }
