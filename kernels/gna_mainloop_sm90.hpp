@@ -155,37 +155,12 @@ struct MainloopSm90 {
     uint32_t keys[kRows][2];
   };
 
-  // The mask of KV tile `kv` of `box`. `rows` holds this thread's query windows, `cS_mn` the (row, key) coordinates
-  // of its accumulator elements. A dimension along which the tile lies inside the box's unmasked range lets every
-  // row see all of the tile's extent and costs nothing, so a border tile pays for the dimensions it straddles only.
+  // The mask of KV tile `kv` of `box` (KeyMask::tile_keys). `rows` holds this thread's query windows, `cS_mn` the
+  // (row, key) coordinates of its accumulator elements.
   template <class CoordMN, int kRows>
   CUTLASS_DEVICE static void tile_mask(TileMask<kRows>& mask, CoordMN const& cS_mn, Params const& params,
                                        TileBox const& box, int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
-    KeyMask const& keys = params.key_mask;
-    int base = get<1>(cS_mn(0, 0));
-    CUTLASS_PRAGMA_UNROLL
-    for (int i = 0; i < kRows; i++) mask.keys[i][0] = mask.keys[i][1] = ~0u;  // only bits 0-15 are ever tested
-    CUTLASS_PRAGMA_UNROLL
-    for (int d = 0; d < kMaxDims; d++) {
-      if (kv[d] >= box.full_lo[d] && kv[d] < box.full_hi[d]) continue;
-      int origin = kv[d] << params.tiles.kv_tile_log2[d];
-      if (keys.per_l[d]) {
-        CUTLASS_PRAGMA_UNROLL
-        for (int i = 0; i < kRows; i++) {
-          CUTLASS_PRAGMA_UNROLL
-          for (int e = 0; e < 2; e++) {
-            mask.keys[i][e] &= keys.dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base + e);
-          }
-        }
-      } else {
-        CUTLASS_PRAGMA_UNROLL
-        for (int i = 0; i < kRows; i++) {
-          uint32_t seen = keys.dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base);
-          mask.keys[i][0] &= seen;
-          mask.keys[i][1] &= seen;
-        }
-      }
-    }
+    params.key_mask.tile_keys(params.tiles, box, kv, rows, get<1>(cS_mn(0, 0)), mask.keys);
   }
 
   // Sets the scores of keys outside each query's neighborhood to -inf: one bit test per score.

@@ -307,6 +307,33 @@ struct KeyMask {
     int b = imin(imax((hi - part + round) >> low_bits[d], a), field_size[d]);
     return ((1u << (b << field_shift[d])) - (1u << (a << field_shift[d]))) * repeat[d];
   }
+
+  // The keys each of `rows` sees in KV tile `kv` of `box`, for a thread whose two l are base and base + 1 (base
+  // even): bit k of sets[i][e] stands for key 8k + base + e. A dimension along which the tile lies inside the box's
+  // unmasked range lets every row see the tile's whole extent and is skipped, so a border tile pays only for the
+  // dimensions it straddles. Bits above 15 carry no meaning.
+  template <int kRows>
+  GNA_HOST_DEVICE void tile_keys(TileParams const& p, TileBox const& box, int const (&kv)[kMaxDims],
+                                 RowWindow const (&rows)[kRows], int base, uint32_t (&sets)[kRows][2]) const {
+    for (int i = 0; i < kRows; i++) sets[i][0] = sets[i][1] = ~0u;
+    for (int d = 0; d < kMaxDims; d++) {
+      if (kv[d] >= box.full_lo[d] && kv[d] < box.full_hi[d]) continue;
+      int origin = kv[d] << p.kv_tile_log2[d];
+      if (per_l[d]) {
+        for (int i = 0; i < kRows; i++) {
+          for (int e = 0; e < 2; e++) {
+            sets[i][e] &= dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base + e);
+          }
+        }
+      } else {
+        for (int i = 0; i < kRows; i++) {
+          uint32_t seen = dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base);
+          sets[i][0] &= seen;
+          sets[i][1] &= seen;
+        }
+      }
+    }
+  }
 };
 
 }  // namespace gna

@@ -4,10 +4,10 @@
 // (KV tiles in visiting order, indices of the tiled KV sequence), then
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
 // the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
-// words of the keys it sees (KeyMask as the kernel's accumulator threads use it: l = base + e for base 0, 2, 4, 6
-// and e 0, 1); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid position
-// where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor against
-// integer division instead: prints "ok", or the first wrong quotient and exits with 4.
+// words of the keys it sees (KeyMask::tile_keys as the kernel's accumulator threads use it: l = base + e for base
+// 0, 2, 4, 6 and e 0, 1); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
+// position where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor
+// against integer division instead: prints "ok", or the first wrong quotient and exits with 4.
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
@@ -87,21 +87,17 @@ int main(int argc, char** argv) {
         if (loop < box.interior_count) continue;
         std::printf("mask %d", border.linear(p, box));
         for (int row = 0; row < 128; ++row) {
-          gna::RowWindow window = gna::RowWindow::make(p, box, row);
-          int lo[gna::kMaxDims], hi[gna::kMaxDims];
-          for (int d = 0; d < gna::kMaxDims; ++d) {
-            lo[d] = window.start[d] - (border.kv[d] << p.kv_tile_log2[d]);
-            hi[d] = window.end[d] - (border.kv[d] << p.kv_tile_log2[d]);
-          }
+          gna::RowWindow rows[1] = {gna::RowWindow::make(p, box, row)};
           unsigned words[4] = {0, 0, 0, 0};
-          for (int base = 0; base < 8; base += 2)
+          for (int base = 0; base < 8; base += 2) {
+            uint32_t sets[1][2];
+            key_mask.tile_keys(p, box, border.kv, rows, base, sets);
             for (int e = 0; e < 2; ++e)
               for (int k = 0; k < 16; ++k) {
                 int col = 8 * k + base + e;
-                int l = base + e;
-                unsigned keys = key_mask.wide ? key_mask.keys<true>(lo, hi, l) : key_mask.keys<false>(lo, hi, l);
-                if ((keys >> k) & 1u) words[col / 32] |= 1u << (col % 32);
+                if ((sets[0][e] >> k) & 1u) words[col / 32] |= 1u << (col % 32);
               }
+          }
           for (unsigned w : words) std::printf(" %u", w);
         }
         std::printf("\n");
