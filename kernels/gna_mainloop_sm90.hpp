@@ -146,30 +146,16 @@ struct MainloopSm90 {
     }
   }
 
-  // The token-level mask of one KV tile for this thread's scores, worked out from the tile's coordinates alone, so
-  // that it can be ready before the scores are: per query row and per e < 2, the 16-bit set over k of the keys
-  // base + 8k + e that the row sees (KeyMask). In the WGMMA accumulator layout a thread holds the columns
-  // base + 8k + e of every k for e = 0 and 1, with base even.
-  template <int kRows>
-  struct TileMask {
-    uint32_t keys[kRows][2];
-  };
-
-  // The mask of KV tile `kv` of `box` (KeyMask::tile_keys). `rows` holds this thread's query windows, `cS_mn` the
-  // (row, key) coordinates of its accumulator elements.
-  template <class CoordMN, int kRows>
-  CUTLASS_DEVICE static void tile_mask(TileMask<kRows>& mask, CoordMN const& cS_mn, Params const& params,
-                                       TileBox const& box, int const (&kv)[kMaxDims], RowWindow const (&rows)[kRows]) {
-    params.key_mask.tile_keys(params.tiles, box, kv, rows, get<1>(cS_mn(0, 0)), mask.keys);
-  }
-
-  // Sets the scores of keys outside each query's neighborhood to -inf: one bit test per score.
+  // Sets the scores of keys outside each query's neighborhood to -inf: one bit test per score. `keys` holds this
+  // thread's key sets of the KV tile (KeyMask::tile_keys, made before the scores arrive), `cS_mn` the (row, key)
+  // coordinates of its accumulator elements.
   template <class AccQK, class CoordMN, int kRows>
-  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, TileMask<kRows> const& mask) {
+  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, uint32_t const (&keys)[kRows][2]) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
-    // This thread's columns are base + 8k + e (TileMask): the offsets from base fold to constants, so k and e are
-    // known at compile time. The tests go one set at a time, in bit order, which lets ptxas move seven bits at once
-    // into predicates (R2P) instead of testing each bit on its own.
+    // In the WGMMA accumulator layout this thread's columns are base + 8k + e for every k and e = 0, 1 (base even):
+    // the offsets from base fold to constants, so k and e are known at compile time. The tests go one set at a time,
+    // in bit order, which lets ptxas move seven bits at once into predicates (R2P) instead of testing each bit on its
+    // own.
     int base = get<1>(cS_mn(0, 0));
     CUTLASS_PRAGMA_UNROLL
     for (int i = 0; i < kRows; i++) {
@@ -178,7 +164,7 @@ struct MainloopSm90 {
         CUTLASS_PRAGMA_UNROLL
         for (int j = 0; j < size<1>(acc_mn); j++) {
           int offset = get<1>(cS_mn(i, j)) - base;
-          if ((offset & 1) == e && !((mask.keys[i][e] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
+          if ((offset & 1) == e && !((keys[i][e] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
         }
       }
     }
@@ -379,9 +365,9 @@ struct MainloopSm90 {
     };
     // Step `loop`'s mask (if it is a border step) and the cursor moved on to the next step's tile, done while the
     // step's products compute, so that only the bit tests wait for the scores.
-    TileMask<kRows> mask;
+    uint32_t mask[kRows][2];
     auto prepare_mask = [&](int loop, bool masked) {
-      if (masked) tile_mask(mask, tScS_mn, params, *box, border.kv, rows);
+      if (masked) params.key_mask.tile_keys(params.tiles, *box, border.kv, rows, get<1>(tScS_mn(0, 0)), mask);
       if (loop + 1 < box_count && loop + 1 >= interior_count) border.advance(*box, loop + 1);
     };
 
