@@ -1,7 +1,8 @@
 """gna-diffusers: Generalized Neighborhood Attention for diffusers pipelines, without fine-tuning."""
 
 from . import backends  # noqa: F401  (registers the built-in backends)
-from .ops.attention import gna_attention, merge_attention
+from .functional import gna_attention
+from .ops.merge import merge_attention
 from .ops.layout import TiledLayout
 from .ops.params import GNAParams
 from .ops.simulator import simulate

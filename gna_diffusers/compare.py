@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import math
+import time
 from pathlib import Path
 from typing import Optional
 
@@ -15,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageDraw
 
 from .full_size import FULL_SIZE, build_random
-from .pipeline import disable_gna, enable_gna
+from .pipeline import disable_gna, enable_gna, gna_state
 from .recipe import load_recipe
 from .timing import cuda_time_ms, environment
 
@@ -72,6 +73,33 @@ def fidelity(output: torch.Tensor, reference: torch.Tensor) -> dict:
 
 
 # ---------------------------------------------------------------- pipeline runs (tiny offline or real weights)
+class StepTimer:
+    """A `callback_on_step_end` that records the wall time of each denoising step (GPU synchronised)."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.times: list[float] = []
+        self.modes: list[str] = []
+        self._last = time.perf_counter()
+
+    def start(self) -> None:
+        self.times, self.modes = [], []
+        self._sync()
+        self._last = time.perf_counter()
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        self._sync()
+        now = time.perf_counter()
+        self.times.append(now - self._last)
+        self._last = now
+        state = gna_state(pipe)
+        self.modes.append("dense" if state is None or state.dense_now else "gna")
+        return callback_kwargs
+
 
 def run_pipeline(pipe, prompt: str, seed: int, steps: int, call_args: dict, timer) -> tuple[torch.Tensor, torch.Tensor]:
     """(decoded output in [0, 1], final latents); `timer` records each step's time and mode."""
@@ -91,7 +119,6 @@ def run_pipeline(pipe, prompt: str, seed: int, steps: int, call_args: dict, time
 
 def compare_pipeline(pipe, kind: str, recipes: list[str], prompts: list[str], seeds: list[int], steps: int,
                      call_args: dict, progress=None) -> dict:
-    from .cli.generate import StepTimer
     device = pipe.transformer.device
     runs: dict[str, list] = {"dense": []}
     for name in recipes:

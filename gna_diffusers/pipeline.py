@@ -14,7 +14,7 @@ from diffusers import DiffusionPipeline
 
 from .models import spec_for
 from .models.common import GNAState
-from .parallel import ulysses_group
+from .comm import ulysses_group
 from .recipe import Recipe, RecipeError, load_recipe, select_layers
 
 RecipeLike = Union[str, Mapping, Recipe]
@@ -27,7 +27,7 @@ class _Enabled:
     hook: torch.utils.hooks.RemovableHandle
 
 
-def _split(target) -> tuple[torch.nn.Module, Optional[Any]]:
+def transformer_and_scheduler(target) -> tuple[torch.nn.Module, Optional[Any]]:
     if isinstance(target, DiffusionPipeline):
         transformer = getattr(target, "transformer", None)
         if transformer is None:
@@ -42,7 +42,7 @@ def enable_gna(target, recipe: RecipeLike, *, num_inference_steps: Optional[int]
     """Run the recipe's layers with GNA from now on. Enabling again replaces the previous recipe.
 
     `num_inference_steps` is needed only for a bare transformer whose recipe gives `dense_steps` as a fraction."""
-    transformer, scheduler = _split(target)
+    transformer, scheduler = transformer_and_scheduler(target)
     spec = spec_for(transformer)
     recipe = load_recipe(recipe)
     if recipe.model != spec.name:
@@ -84,7 +84,7 @@ def enable_gna(target, recipe: RecipeLike, *, num_inference_steps: Optional[int]
 
 def disable_gna(target) -> None:
     """Put back the original processors and remove the hook; a no-op if GNA is not enabled."""
-    transformer, _ = _split(target)
+    transformer, _ = transformer_and_scheduler(target)
     enabled: Optional[_Enabled] = getattr(transformer, "_gna", None)
     if enabled is None:
         return
@@ -96,7 +96,7 @@ def disable_gna(target) -> None:
 
 def gna_state(target) -> Optional[GNAState]:
     """The live state (grid, step, dense_now) of an enabled transformer, or None."""
-    enabled = getattr(_split(target)[0], "_gna", None)
+    enabled = getattr(transformer_and_scheduler(target)[0], "_gna", None)
     return enabled.state if enabled is not None else None
 
 

@@ -84,3 +84,4 @@ def environment() -> dict:
         "torch": str(torch.__version__),
         "cuda": torch.version.cuda,
     }
+

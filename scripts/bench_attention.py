@@ -23,7 +23,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 import gna_diffusers
 from gna_diffusers.backends.registry import select_backend
-from gna_diffusers.ops.attention import make_inputs
+from gna_diffusers.ops.inputs import make_inputs
 from gna_diffusers.ops.simulator import simulate
 from gna_diffusers.timing import environment, interleaved_time_ms
 

@@ -19,7 +19,7 @@ sys.path.insert(0, __file__.rsplit("/", 1)[0])
 import bench_attention  # noqa: E402  (the shared cases)
 
 from gna_diffusers.backends import cutlass  # noqa: E402
-from gna_diffusers.ops.attention import make_inputs  # noqa: E402
+from gna_diffusers.ops.inputs import make_inputs  # noqa: E402
 
 
 def main() -> int:

@@ -15,7 +15,7 @@ import torch
 from gna_diffusers import gna_attention
 from gna_diffusers.backends import cutlass
 from gna_diffusers.backends.registry import select_backend
-from gna_diffusers.ops.attention import make_inputs
+from gna_diffusers.ops.inputs import make_inputs
 
 pytestmark = pytest.mark.gpu
 

@@ -8,7 +8,7 @@ import torch
 
 import gna_diffusers
 from gna_diffusers.backends.flex import flex_forward
-from gna_diffusers.ops.attention import make_inputs
+from gna_diffusers.ops.inputs import make_inputs
 
 
 def random_config(rng: random.Random) -> dict:

@@ -11,7 +11,8 @@ import torch.multiprocessing as mp
 
 import gna_diffusers
 from gna_diffusers.models.common import GNAState, dense_attention, grid_attention, joint_attention
-from gna_diffusers.parallel import HeadsToSeq, SeqToHeads, enable_context_parallel
+from gna_diffusers.comm import HeadsToSeq, SeqToHeads
+from gna_diffusers.parallel import enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}

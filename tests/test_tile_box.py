@@ -19,7 +19,7 @@ import torch
 
 from brute_force import neighbor_1d
 from gna_diffusers.backends import cutlass
-from gna_diffusers.ops.attention import make_inputs
+from gna_diffusers.ops.inputs import make_inputs
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPILER = shutil.which("g++") or shutil.which("c++")

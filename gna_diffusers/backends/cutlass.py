@@ -26,11 +26,12 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
-from ..ops.attention import merge_attention
+from ..ops.merge import merge_attention
 from ..ops.layout import TiledLayout
 from ..ops.params import GNAParams
 from ..ops.tiles import choose_tiles, tile_counts
-from .registry import Backend, GNAInputs, register_backend
+from ..ops.inputs import GNAInputs
+from .registry import Backend, register_backend
 
 logger = logging.getLogger("gna_diffusers")
 

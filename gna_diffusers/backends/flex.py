@@ -15,12 +15,13 @@ from typing import Optional
 import torch
 from torch.nn.attention.flex_attention import BlockMask, flex_attention
 
-from ..ops.attention import merge_attention
+from ..ops.merge import merge_attention
 from ..ops.layout import TiledLayout
 from ..ops.params import GNAParams
 from ..ops.semantics import window_start_end, group_length
 from ..ops.tiles import block_table, choose_tile
-from .registry import Backend, GNAInputs, register_backend
+from ..ops.inputs import GNAInputs
+from .registry import Backend, register_backend
 
 logger = logging.getLogger("gna_diffusers")
 

@@ -8,7 +8,8 @@ from typing import Optional
 import torch
 
 from ..ops.semantics import DimWindows, dim_windows, neighbor_mask_1d
-from .registry import Backend, GNAInputs, register_backend
+from ..ops.inputs import GNAInputs
+from .registry import Backend, register_backend
 
 # Elements of float32 scores held at once per chunk (B * H * chunk * keys); 2**27 floats = 512 MiB.
 SCORE_BUDGET = 1 << 27

@@ -11,31 +11,9 @@ from typing import Callable, Optional
 
 import torch
 
-from ..ops.params import GNAParams
+from ..ops.inputs import GNAInputs
 
 logger = logging.getLogger("gna_diffusers")
-
-
-@dataclass(frozen=True)
-class GNAInputs:
-    """Validated inputs of one `gna_attention` call; backends read, never modify, these."""
-
-    query: torch.Tensor
-    key: torch.Tensor
-    value: torch.Tensor
-    params: GNAParams
-    extra_key: Optional[torch.Tensor]
-    extra_value: Optional[torch.Tensor]
-    extra_mask: Optional[torch.Tensor]
-    scale: float
-
-    @property
-    def device(self) -> torch.device:
-        return self.query.device
-
-    @property
-    def head_dim(self) -> int:
-        return self.query.shape[-1]
 
 
 # forward(inputs) -> (out [B, N, H, D] in the input dtype, lse [B, N, H] float32)

@@ -9,45 +9,17 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 from typing import Optional
 
 import torch
 
 from ..parallel import enable_context_parallel, init_from_env, launch
+from ..compare import StepTimer
 from ..pipeline import enable_gna, gna_state
 from ..tiny import TINY_PIPELINES
 
 VIDEO_MODELS = ("hunyuan_video", "cosmos")
-
-
-class StepTimer:
-    """A `callback_on_step_end` that records the wall time of each denoising step (GPU synchronised)."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.times: list[float] = []
-        self.modes: list[str] = []
-        self._last = time.perf_counter()
-
-    def start(self) -> None:
-        self.times, self.modes = [], []
-        self._sync()
-        self._last = time.perf_counter()
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-
-    def __call__(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-        self._sync()
-        now = time.perf_counter()
-        self.times.append(now - self._last)
-        self._last = now
-        state = gna_state(pipe)
-        self.modes.append("dense" if state is None or state.dense_now else "gna")
-        return callback_kwargs
 
 
 def load_pipeline(model: Optional[str], tiny: str, device: torch.device, dtype: torch.dtype):

@@ -10,9 +10,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from ..ops.custom_op import gna_attention_op
+from ..functional import gna_attention_op
 from ..ops.params import GNAParams
-from ..parallel import HeadsToSeq, SeqToHeads
+from ..comm import HeadsToSeq, SeqToHeads
 from ..recipe import LayerGroup, Recipe
 
 

@@ -1,14 +1,38 @@
-"""`gna_attention`: the one public operator. Validates, picks a backend, returns out (and the log-sum-exp)."""
+"""The validated inputs of one GNA call: every check `gna_attention` makes, in one place below the backends, which
+read `GNAInputs` and never re-validate."""
 
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from dataclasses import dataclass
+from typing import Optional
 
 import torch
 
-from ..backends.registry import GNAInputs, select_backend
-from .params import BoolOrTuple, GNAParams, IntOrTuple
+from .params import GNAParams
+
+
+@dataclass(frozen=True)
+class GNAInputs:
+    """Validated inputs of one `gna_attention` call; backends read, never modify, these."""
+
+    query: torch.Tensor
+    key: torch.Tensor
+    value: torch.Tensor
+    params: GNAParams
+    extra_key: Optional[torch.Tensor]
+    extra_value: Optional[torch.Tensor]
+    extra_mask: Optional[torch.Tensor]
+    scale: float
+
+    @property
+    def device(self) -> torch.device:
+        return self.query.device
+
+    @property
+    def head_dim(self) -> int:
+        return self.query.shape[-1]
+
 
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
@@ -69,35 +93,3 @@ def make_inputs(query, key, value, *, grid, window, stride=1, dilation=1, causal
     elif isinstance(scale, bool) or not isinstance(scale, (int, float)) or not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"scale={scale!r} must be a positive finite float (or None for 1/sqrt(head_dim))")
     return GNAInputs(query, key, value, params, extra_key, extra_value, extra_mask, float(scale))
-
-
-def gna_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *, grid, window: IntOrTuple,
-                  stride: IntOrTuple = 1, dilation: IntOrTuple = 1, causal: BoolOrTuple = False,
-                  extra_key: Optional[torch.Tensor] = None, extra_value: Optional[torch.Tensor] = None,
-                  extra_mask: Optional[torch.Tensor] = None, scale: Optional[float] = None,
-                  return_lse: bool = False, backend: str = "auto",
-                  ) -> Union[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """Generalized Neighborhood Attention over a 1-3D token grid (GNA_SEMANTICS.md), NATTEN na1d/2d/3d semantics.
-
-    query/key/value: [batch, tokens, heads, head_dim], tokens row-major over `grid`. Every grid query sees its
-    neighborhood plus all `extra_key/extra_value` tokens (dropping those where `extra_mask` is False). Returns `out`
-    in the input dtype, and with `return_lse` also the natural-log log-sum-exp [batch, tokens, heads] in float32.
-    """
-    inputs = make_inputs(query, key, value, grid=grid, window=window, stride=stride, dilation=dilation,
-                         causal=causal, extra_key=extra_key, extra_value=extra_value, extra_mask=extra_mask,
-                         scale=scale)
-    if not isinstance(backend, str):
-        raise TypeError(f"backend={backend!r} must be a string")
-    out, lse = select_backend(backend, inputs).forward(inputs)
-    return (out, lse) if return_lse else out
-
-
-def merge_attention(out_a: torch.Tensor, lse_a: torch.Tensor, out_b: torch.Tensor,
-                    lse_b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Combine attentions over two disjoint key sets into attention over their union ([B, N, H, D], [B, N, H])."""
-    lse = torch.logaddexp(lse_a, lse_b)
-    # a side with no keys has lse = -inf; exp(-inf - finite) = 0, as wanted
-    wa = torch.exp(lse_a - lse).unsqueeze(-1)
-    wb = torch.exp(lse_b - lse).unsqueeze(-1)
-    out = out_a.float() * wa + out_b.float() * wb
-    return out.to(out_a.dtype), lse
