@@ -75,7 +75,9 @@ def enable_gna(target, recipe: RecipeLike, *, num_inference_steps: Optional[int]
     def before_forward(module, args, kwargs):
         timestep = kwargs.get("timestep")
         grid, text_len = spec.read_grid(module, args, kwargs)
-        state.begin_forward(grid, text_len, timestep, ulysses_group(getattr(module, "_parallel_config", None)))
+        text_valid = spec.read_text_valid(module, args, kwargs) if spec.read_text_valid else None
+        state.begin_forward(grid, text_len, timestep, ulysses_group(getattr(module, "_parallel_config", None)),
+                            text_valid)
 
     hook = transformer.register_forward_pre_hook(before_forward, with_kwargs=True)
     transformer._gna = _Enabled(state, originals, hook)

@@ -14,12 +14,27 @@ RANDOM_WEIGHTS_NOTE = ("Random weights at full size: speed only; fidelity figure
                        "reported. Totals are extrapolated from measured per-step medians.")
 
 
+WHOLE_PIPELINE_NOTE = ("Whole pipeline calls at full size with random weights: stock diffusers and GNA in the same run, "
+                       "every phase measured; totals add the measured phases up for the default step count.")
+
+
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from .. import compare
     out_dir = Path(args.out)
-    if args.random_weights:
+    if args.whole_pipeline:
+        from .. import whole_pipeline
+        if not torch.cuda.is_available():
+            raise SystemExit("compare --whole-pipeline builds full-size pipelines on a CUDA GPU")
+        rows = []
+        for model in args.whole_pipeline:
+            rows.append(whole_pipeline.time_whole_pipeline(
+                whole_pipeline.PIPELINES[model], torch.device("cuda"), compile_transformer=args.compile,
+                recipe=args.recipe[0] if args.recipe else None))
+            print(json.dumps(rows[-1]), flush=True)
+        written = compare.write_report(out_dir, rows, note=WHOLE_PIPELINE_NOTE)
+    elif args.random_weights:
         if not torch.cuda.is_available():
             raise SystemExit("compare --random-weights builds full-size transformers on a CUDA GPU")
         rows = []
@@ -62,6 +77,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int)
     p.add_argument("--random-weights", nargs="+", choices=["flux", "hunyuan_video", "cosmos"],
                    help="time full-size transformers with random weights on the GPU instead of running pipelines")
+    p.add_argument("--whole-pipeline", nargs="+", choices=["flux", "hunyuan_video"],
+                   help="time whole full-size pipeline calls with random weights on the GPU, phase by phase, stock "
+                        "diffusers against GNA")
+    p.add_argument("--compile", action="store_true",
+                   help="with --whole-pipeline: torch.compile the transformer on both sides")
     p.add_argument("--backend", nargs="+", help="GNA backends to time with --random-weights (e.g. flex cutlass)")
     p.add_argument("--reps", type=int, default=3, help="timed forwards per mode with --random-weights")
     p.add_argument("--out", default="out/compare", help="report directory")
