@@ -318,13 +318,13 @@ struct MainloopSm90 {
 
   // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles and its
   // batch entry's extra tiles, taken with `tiles.next(at, extra_keys)`, which returns the box), as one stream of KV
-  // steps. The products are software-pipelined as in
-  // FlashAttention-3: QK^T of step i and PV of step i-1 are in flight together, and the softmax of step i runs while
-  // PV(i-1) still computes. The stream does not stop between work tiles: the next tile's first QK^T and softmax overlap
-  // the last PV of the one before, and that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which issues
-  // the store) runs while the next QK^T computes. The staging buffer is the finished tile's Q stage; it goes back to
-  // the producer once `wait_staging_read()` returns, which the warpgroup asks only after its next products are in, so
-  // the TMA unit's read of the buffer never holds up an issue.
+  // steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of step i-1 are in flight
+  // together, and the softmax of step i runs while PV(i-1) still computes. The stream does not stop between work tiles:
+  // the next tile's first QK^T and softmax overlap the last PV of the one before, and that tile's epilogue
+  // (`store_tile(at, output, lse, staging smem)`, which issues the store) runs while the next QK^T computes. The
+  // staging buffer is the finished tile's Q stage; it goes back to the producer once `wait_staging_read()` returns,
+  // which the warpgroup asks only after its next products are in, so the TMA unit's read of the buffer never holds up
+  // an issue.
   template <class WorkTiles, class StoreTile, class WaitStagingRead>
   CUTLASS_DEVICE void compute(WorkTiles& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
