@@ -41,6 +41,17 @@ def test_fast_divisor_matches_integer_division(driver):
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout[-500:]
 
 
+def test_first_keys_cut_a_partial_extra_tile(driver):
+    """The key sets of the extra (text) tokens' partial last tile: a row sees exactly the tile's first `keys` keys."""
+    result = subprocess.run([str(driver), "--first-keys"], capture_output=True, text=True, check=True, timeout=60)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 128
+    for line in lines:
+        keys, *words = (int(v) for v in line.split())
+        seen = [(words[c // 32] >> (c % 32)) & 1 for c in range(128)]
+        assert seen == [1] * keys + [0] * (128 - keys), f"keys={keys}: wrong key set"
+
+
 def _random_problem(rng: random.Random) -> dict:
     ndim = rng.choice([1, 2, 3])
     limits = {1: (2, 400), 2: (2, 30), 3: (2, 14)}[ndim]

@@ -7,8 +7,8 @@ boxes, so there is no permute at all; with dilation it runs on the tiled layout 
 by one gather each. Each (dtype, head_dim) configuration is its own extension, built by ninja on first use (or ahead
 of time by `gna-diffusers build-kernels`) into a cache directory.
 Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0 GPU, `why_not` says why
-and `auto` picks the next backend (flex). Extra dense tokens are a second pass (flash SDPA over the valid extra keys)
-merged by log-sum-exp.
+and `auto` picks the next backend (flex). Extra dense tokens (text) are KV tiles of their own that every Q tile visits
+after its box, in either token order: one kernel gives out and log-sum-exp over the union, with no second pass.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import functools
 import hashlib
 import importlib.util
 import logging
-import math
 import os
 import shutil
 import threading
@@ -26,7 +25,6 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
-from ..ops.merge import merge_attention
 from ..ops.layout import TiledLayout
 from ..ops.params import GNAParams
 from ..ops.tiles import choose_tiles, tile_counts
@@ -227,48 +225,58 @@ def _natural(params: GNAParams) -> bool:
     return all(d == 1 for d in params.dilation)
 
 
+class ExtraTokens(NamedTuple):
+    """Extra (text) tokens as the kernel takes them: each batch entry's valid tokens first."""
+
+    key: torch.Tensor     # [B, M, H, D], contiguous
+    value: torch.Tensor   # [B, M, H, D], contiguous
+    counts: torch.Tensor  # int32 [B]: valid tokens per batch entry
+
+
+@functools.lru_cache(maxsize=16)
+def _all_valid(batch: int, tokens: int, device: torch.device) -> torch.Tensor:
+    return torch.full((batch,), tokens, dtype=torch.int32, device=device)
+
+
+def extra_tokens(inputs: GNAInputs) -> Optional[ExtraTokens]:
+    """The inputs' extra tokens for the kernel, None without any.
+
+    Without a mask they go as they are. With one, a stable sort of the mask and one gather each of keys and values
+    move every batch entry's valid tokens to the front, a few microseconds; skipping that for a prefix mask would
+    first need the mask on the host, a device-to-host sync that costs more than the gather."""
+    key, value, mask = inputs.extra_key, inputs.extra_value, inputs.extra_mask
+    if key is None or key.shape[1] == 0:
+        return None
+    batch, tokens = key.shape[:2]
+    if mask is None:
+        return ExtraTokens(key.contiguous(), value.contiguous(), _all_valid(batch, tokens, key.device))
+    order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # valid first, each group in order
+    rows = (order + torch.arange(0, batch * tokens, tokens, device=key.device)[:, None]).flatten()
+
+    def compact(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(batch * tokens, *x.shape[2:]).index_select(0, rows).view(x.shape)
+
+    return ExtraTokens(compact(key), compact(value), mask.sum(1, dtype=torch.int32))
+
+
 def _kernel_call(inputs: GNAInputs, flat: tuple[int, ...], natural: bool) -> Callable:
-    """A function (q, k, v[, out, lse]) -> (out [B, N, H, D], lse [B, H, N]): the kernel alone, tokens in the
-    grid's order (`natural`) or tiled."""
+    """A function (q, k, v[, out, lse, extra]) -> (out [B, N, H, D], lse [B, H, N]): the kernel alone, tokens in
+    the grid's order (`natural`) or tiled, every query also seeing the `extra` tokens' valid keys."""
     ext = extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params))
     flat_list = list(flat)
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: Optional[torch.Tensor] = None,
-            lse: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+            lse: Optional[torch.Tensor] = None, extra: Optional[ExtraTokens] = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
         if out is None:
             out = torch.empty_like(q)
         if lse is None:
             lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device, dtype=torch.float32)
-        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural, MAX_CTAS or 0,
-                    torch.cuda.current_stream(q.device).cuda_stream)
+        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural, *(extra or (None, None, None)),
+                    MAX_CTAS or 0, torch.cuda.current_stream(q.device).cuda_stream)
         return out, lse
 
     return run
-
-
-def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: torch.Tensor,
-                    extra_mask: Optional[torch.Tensor], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense attention of every query over the valid extra tokens alone, (out [B, N, H, D], lse [B, N, H] fp32).
-
-    Flash SDPA per batch element over that element's valid extra keys (a row with none gets out 0, lse -inf)."""
-    def flash(q, k, v):
-        res = torch.ops.aten._scaled_dot_product_flash_attention(
-            q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), 0.0, False, False, scale=scale)
-        return res[0].transpose(1, 2), res[1].float().transpose(1, 2)
-
-    if extra_mask is None:
-        return flash(query, extra_key, extra_value)
-    outs, lses = [], []
-    for b in range(query.shape[0]):
-        keep = torch.nonzero(extra_mask[b]).squeeze(1)
-        if keep.numel() == 0:
-            outs.append(torch.zeros_like(query[b:b + 1]))
-            lses.append(torch.full((1, *query.shape[1:3]), -math.inf, device=query.device))
-            continue
-        o, lse = flash(query[b:b + 1], extra_key[b:b + 1, keep], extra_value[b:b + 1, keep])
-        outs.append(o)
-        lses.append(lse)
-    return torch.cat(outs), torch.cat(lses)
 
 
 def _kernel_inputs(inputs: GNAInputs, plan: Plan, natural: bool) -> tuple[torch.Tensor, ...]:
@@ -282,25 +290,22 @@ def _kernel_inputs(inputs: GNAInputs, plan: Plan, natural: bool) -> tuple[torch.
 def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
     plan = _plan(inputs.params)
     natural = _natural(inputs.params)
-    out, lse = _kernel_call(inputs, plan.flat, natural)(*_kernel_inputs(inputs, plan, natural))
+    out, lse = _kernel_call(inputs, plan.flat, natural)(*_kernel_inputs(inputs, plan, natural),
+                                                        extra=extra_tokens(inputs))
     if not natural:
         out, lse = _from_tiled(out, plan.q_layout), _from_tiled(lse, plan.q_layout, dim=2)
-    lse = lse.transpose(1, 2)
-    if inputs.extra_key is not None:
-        out_x, lse_x = extra_attention(inputs.query, inputs.extra_key, inputs.extra_value, inputs.extra_mask,
-                                       inputs.scale)
-        out, lse = merge_attention(out, lse, out_x, lse_x)
-    return out, lse
+    return out, lse.transpose(1, 2)
 
 
 def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
-    """A closure running the kernel alone (no extra tokens; inputs already tiled where the kernel needs the tiled
-    layout), for benchmarks."""
+    """A closure running the kernel alone (inputs already tiled where the kernel needs the tiled layout, extra tokens
+    already compacted), for benchmarks."""
     plan = _plan(inputs.params)
     natural = _natural(inputs.params)
     run = _kernel_call(inputs, plan.flat, natural)
     q, k, v = _kernel_inputs(inputs, plan, natural)
-    return lambda: run(q, k, v)
+    extra = extra_tokens(inputs)
+    return lambda: run(q, k, v, extra=extra)
 
 
 def _is_hopper(device: torch.device) -> bool:
