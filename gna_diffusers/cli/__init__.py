@@ -15,6 +15,7 @@ import argparse
 import importlib
 import linecache
 import logging
+import os
 import sys
 import traceback
 import warnings
@@ -27,6 +28,7 @@ PROG = "gna-diffusers"
 # module names under gna_diffusers.cli, in the order `--help` lists them
 SUBCOMMAND_MODULES = ["generate", "compare", "simulate", "recipe", "env", "build_kernels"]
 PACKAGE_DIR = Path(__file__).resolve().parents[1]
+THIRD_PARTY_LOGGERS = ("transformers", "diffusers", "huggingface_hub", "torch", "accelerate")
 
 
 class Parser(argparse.ArgumentParser):
@@ -89,11 +91,15 @@ def report(err: BaseException, verbose: bool) -> None:
 
 
 def quiet_third_party() -> None:
-    """Hide library warnings that have nothing to do with the command (e.g. transformers on a torchvision that does
-    not import beside this torch); ours and errors still show. `-v` keeps them."""
+    """Hide library warnings that have nothing to do with the command (e.g. transformers falling back from a
+    torchvision that does not import beside this torch); ours and errors still show, and `-v` keeps them all.
+    transformers and diffusers reset their loggers' level when first used, so their verbosity goes through the
+    environment variables they read (which also reach the processes `generate --gpus` starts)."""
     warnings.filterwarnings("ignore")
     warnings.filterwarnings("default", module=r"gna_diffusers(\.|$)")
-    for name in ("transformers", "diffusers", "huggingface_hub", "torch", "accelerate"):
+    for variable in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY"):
+        os.environ.setdefault(variable, "error")
+    for name in THIRD_PARTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.ERROR)
 
 
