@@ -83,9 +83,9 @@ def clip_scorer(model: str) -> tuple[Optional[Scorer], str]:
 
     try:
         metric = CLIPScore(model_name_or_path=load)
-    except OSError as err:   # transformers: not a folder and not in the cache
-        return None, (f"CLIP score not computed: the CLIP model {model} is not on this machine "
-                      f"({_first_line(err)[:120]}); `hf download {model}` or --clip-model PATH adds it")
+    except OSError:   # transformers: neither a folder nor in the Hugging Face cache
+        return None, (f"CLIP score not computed: the CLIP model {model} is not on this machine; "
+                      f"`hf download {model}` or --clip-model FOLDER adds it")
 
     def score(images: torch.Tensor, prompt: str) -> float:
         metric.reset()
@@ -333,6 +333,7 @@ def plot_times(rows: list[dict], path: Path) -> bool:
         return False
     stepwise = [r for r, _ in timed if r.get("dense_step_times_s") and r.get("gna_step_times_s")]
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
     panels = 2 + bool(stepwise)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5))
     ax = axes[0]
@@ -371,7 +372,9 @@ def plot_times(rows: list[dict], path: Path) -> bool:
         for row in stepwise:
             steps = np.arange(1, len(row["gna_step_times_s"]) + 1)
             ax.plot(steps, row["dense_step_times_s"], marker="o", label=f"dense ({row_label(row)})")
-            ax.plot(steps, row["gna_step_times_s"], marker="s", label=f"with {row_label(row)}")
+            ax.plot(steps, row["gna_step_times_s"], marker="s",
+                    label=f"with {row_label(row)} (first {row.get('dense_steps') or 0} dense)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_xlabel("denoising step")
         ax.set_ylabel("seconds")
         ax.set_title("each step (median over prompts and seeds)", fontsize=9)
