@@ -313,8 +313,8 @@ def phase_seconds(row: dict) -> Optional[dict[str, dict[str, float]]]:
     return {mode: {label: phases[label] for label, _ in PHASES if label in phases} for mode, phases in runs.items()}
 
 
-def row_label(row: dict) -> str:
-    return " ".join(str(row[k]) for k in ("model", "recipe", "backend") if row.get(k))
+def row_label(row: dict, sep: str = " ") -> str:
+    return sep.join(str(row[k]) for k in ("model", "recipe", "backend") if row.get(k))
 
 
 def _pyplot():
@@ -333,37 +333,39 @@ def plot_times(rows: list[dict], path: Path) -> bool:
         return False
     stepwise = [r for r, _ in timed if r.get("dense_step_times_s") and r.get("gna_step_times_s")]
     plt = _pyplot()
+    from matplotlib.patches import Patch
     from matplotlib.ticker import MaxNLocator
     panels = 2 + bool(stepwise)
     fig, axes = plt.subplots(1, panels, figsize=(5.5 * panels, 4.5))
     ax = axes[0]
     colors = dict(zip([label for label, _ in PHASES], plt.get_cmap("tab10").colors))
-    ticks, labels, used = [], [], set()
+    ticks, used = [], set()
     for i, (row, phases) in enumerate(timed):
         for j, mode in enumerate(("dense", "GNA")):
             x, bottom = 3 * i + j, 0.0
             for label, seconds in phases[mode].items():
-                ax.bar(x, seconds, bottom=bottom, color=colors[label], label=None if label in used else label)
+                ax.bar(x, seconds, bottom=bottom, color=colors[label])
                 used.add(label)
                 bottom += seconds
             ax.annotate(f"{bottom:.3g} s", (x, bottom), ha="center", va="bottom", fontsize=8)
             ticks.append(x)
-            labels.append(f"{mode}\n{row_label(row)}" if j == 0 else mode)
-    ax.set_xticks(ticks, labels, fontsize=7)
+        ax.text(3 * i + 0.5, -0.08, row_label(row, "\n"), transform=ax.get_xaxis_transform(), ha="center",
+                va="top", fontsize=7)
+    ax.set_xticks(ticks, ["dense", "GNA"] * len(timed), fontsize=7)
+    ax.legend(handles=[Patch(color=colors[label], label=label) for label, _ in PHASES if label in used], fontsize=7)
     ax.set_ylabel("seconds per run")
     extrapolated = any("extrapolated" in str(r.get("totals", "")) for r, _ in timed)
     ax.set_title("time per run by phase" + (" (steps x measured per-step medians)" if extrapolated else ""),
                  fontsize=9)
-    ax.legend(fontsize=7)
     ax = axes[1]
     x = np.arange(len(timed))
     dense = [r["dense_step_s"] for r, _ in timed]
     gna = [r["gna_step_s"] for r, _ in timed]
-    bars = ax.bar(x - 0.2, dense, 0.4, label="dense step")
+    bars = ax.bar(x - 0.2, dense, 0.4, label="dense step", color=colors["dense steps"])
     ax.bar_label(bars, fmt="%.3g", fontsize=7)
-    bars = ax.bar(x + 0.2, gna, 0.4, label="GNA step")
+    bars = ax.bar(x + 0.2, gna, 0.4, label="GNA step", color=colors["GNA steps"])
     ax.bar_label(bars, labels=[f"{g:.3g} ({d / g:.2f}x)" for d, g in zip(dense, gna)], fontsize=7)
-    ax.set_xticks(x, [row_label(r) for r, _ in timed], fontsize=7)
+    ax.set_xticks(x, [row_label(r, "\n") for r, _ in timed], fontsize=7)
     ax.set_ylabel("seconds per denoising step (median)")
     ax.set_title("one denoising step, dense vs GNA", fontsize=9)
     ax.legend(fontsize=7)
