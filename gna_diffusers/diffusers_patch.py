@@ -11,14 +11,14 @@ the module has run, before any caller can see the class. Either way nothing is i
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.machinery
 import sys
 from typing import TYPE_CHECKING, Any, Optional, Sequence
 
 if TYPE_CHECKING:
-    from .pipeline import RecipeLike
+    from importlib.machinery import ModuleSpec
+
     from .models.common import GNAState
+    from .pipeline import RecipeLike
 
 PIPELINE_MODULE = "diffusers.pipelines.pipeline_utils"
 
@@ -41,11 +41,12 @@ def patch(pipeline_class: type) -> None:
     pipeline_class.disable_gna = _disable_gna
 
 
-class PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds `PIPELINE_MODULE` as the finders after it would, and makes its loader patch the class once it has run."""
+class PatchOnImport:
+    """A `sys.meta_path` finder (importlib.abc.MetaPathFinder's protocol; the base class is not imported, to keep
+    `import gna_diffusers` light): finds `PIPELINE_MODULE` as the finders after it would, and makes its loader patch
+    the class once the module has run."""
 
-    def find_spec(self, fullname: str, path: Optional[Sequence[str]],
-                  target: Any = None) -> Optional[importlib.machinery.ModuleSpec]:
+    def find_spec(self, fullname: str, path: Optional[Sequence[str]], target: Any = None) -> Optional[ModuleSpec]:
         if fullname != PIPELINE_MODULE:
             return None
         for finder in sys.meta_path:

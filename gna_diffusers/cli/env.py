@@ -5,7 +5,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
 import platform
 import re
 import shutil
@@ -25,6 +24,7 @@ BUILD_NAME = re.compile(r"gna_cutlass_sm90_(?P<dtype>\w+?)_d(?P<head_dim>\d+)_(?
 
 def version(distribution: str) -> str:
     """Installed version from the package metadata (nothing is imported), or 'not installed'."""
+    import importlib.metadata
     try:
         return importlib.metadata.version(distribution)
     except importlib.metadata.PackageNotFoundError:

@@ -18,7 +18,6 @@ FULL_SIZE_STACKS = {
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..ops.simulator import simulate
     from ..recipe import load_recipe, select_layers, shipped_recipes
     if args.action == "list":
         for name in shipped_recipes():
@@ -28,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     if args.recipe is None:
         raise UsageError("recipe check needs a shipped recipe name or a YAML path (`gna-diffusers recipe list` "
                          "lists the shipped ones)")
+    from ..ops.simulator import simulate
     recipe = load_recipe(args.recipe)
     grid = args.grid or recipe.grid
     print(f"recipe {recipe.name}: model {recipe.model}, recipe grid {'x'.join(map(str, recipe.grid))}, "
