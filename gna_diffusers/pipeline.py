@@ -2,6 +2,7 @@
 
 Enabling swaps the processors of the recipe's layers (keeping the originals by module name) and adds one forward
 pre-hook that reads the grid and decides dense-or-GNA for the call. Disabling restores exactly what was there.
+`diffusers_patch` makes these the `DiffusionPipeline` methods of the same names.
 """
 
 from __future__ import annotations
@@ -101,16 +102,3 @@ def gna_state(target) -> Optional[GNAState]:
     enabled = getattr(transformer_and_scheduler(target)[0], "_gna", None)
     return enabled.state if enabled is not None else None
 
-
-def _pipeline_enable_gna(self: DiffusionPipeline, recipe: RecipeLike) -> GNAState:
-    """Run this pipeline's transformer with GNA as the recipe says (a shipped name, a YAML path or a dict)."""
-    return enable_gna(self, recipe)
-
-
-def _pipeline_disable_gna(self: DiffusionPipeline) -> None:
-    """Restore the pipeline's original attention."""
-    disable_gna(self)
-
-
-setattr(DiffusionPipeline, "enable_gna", _pipeline_enable_gna)
-setattr(DiffusionPipeline, "disable_gna", _pipeline_disable_gna)

@@ -312,7 +312,8 @@ def _is_hopper(device: torch.device) -> bool:
     return device.type == "cuda" and torch.cuda.get_device_capability(device) == (9, 0)
 
 
-def _why_not(inputs: GNAInputs) -> Optional[str]:
+def _unsupported(inputs: GNAInputs) -> Optional[str]:
+    """Why the kernel cannot take these inputs at all (device, dtype, head_dim, alignment), else None."""
     if not _is_hopper(inputs.device):
         return f"needs a CUDA GPU of compute capability 9.0 (Hopper); inputs are on {inputs.device}"
     if inputs.query.dtype not in SUPPORTED_DTYPES:
@@ -321,11 +322,23 @@ def _why_not(inputs: GNAInputs) -> Optional[str]:
         return f"head_dim={inputs.head_dim}; compiled for {SUPPORTED_HEAD_DIMS}"
     if inputs.query.shape[2] * inputs.head_dim * inputs.query.element_size() % 16:
         return "heads * head_dim * element size must be a multiple of 16 bytes (TMA)"
+    return None
+
+
+def _why_not(inputs: GNAInputs) -> Optional[str]:
+    reason = _unsupported(inputs)
+    if reason is not None:
+        return reason
     key = (SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params))
     if extension(*key) is None:
         return _build_errors[key]
     return None
 
 
+def _precheck(inputs: GNAInputs) -> Optional[str]:
+    """`_why_not` without building: the inputs, then the toolchain a build (or loading a cached build) needs."""
+    return _unsupported(inputs) or toolchain_problem()
+
+
 register_backend(Backend("cutlass", cutlass_forward, _why_not,
-                         priority=lambda device: 30 if _is_hopper(device) else -1))
+                         priority=lambda device: 30 if _is_hopper(device) else -1, precheck=_precheck))

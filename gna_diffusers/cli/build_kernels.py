@@ -9,6 +9,8 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
+from ..errors import UserError
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("build-kernels", help="compile the cutlass GNA kernels (Hopper) ahead of time",
@@ -26,8 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..backends import cutlass
     problem = cutlass.toolchain_problem()
     if problem is not None:
-        print(f"cannot build the cutlass kernels: {problem}")
-        return 1
+        raise UserError(f"cannot build the cutlass kernels: {problem} (`gna-diffusers env` shows the toolchain)")
     if args.jobs < 1:
         raise ValueError(f"--jobs={args.jobs}; it must be >= 1")
     schedules = args.schedules or list(cutlass.SCHEDULES)
