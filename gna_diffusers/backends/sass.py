@@ -38,8 +38,9 @@ class KernelReport:
 
     @property
     def register_limit(self) -> int:
-        """The most registers a thread may take so that one CTA of max_threads fits the 64K-register file."""
-        return 65536 // self.max_threads // 8 * 8
+        """The most registers a thread may take so that one CTA of max_threads fits the 64K-register file (and at
+        most 255, the most one thread can address)."""
+        return min(255, 65536 // self.max_threads // 8 * 8)
 
     def problems(self, arch: str) -> list[str]:
         """What is wrong with this kernel for `arch` (empty when nothing is)."""
