@@ -8,8 +8,8 @@
 //             (16-bit) back into TMEM over S, and rescales the output O in TMEM when the max moved (after the
 //             previous PV product is in). At the end: normalizes O, stages it in shared memory and stores it with
 //             the same TMA boxes as the load, and writes the log-sum-exp.
-//   warp 4    MMA: one thread issues S = Q K^T (both from shared memory) and O += P V (P from TMEM); S is double
-//             buffered, so the product of step i+1 runs while the softmax of step i does.
+//   warp 4    MMA: one elected thread issues S = Q K^T (both from shared memory) and O += P V (P from TMEM); S is
+//             double buffered, so the product of step i+1 runs while the softmax of step i does.
 //   warp 5    load: one thread issues the TMA loads of Q and of K and V of every visited tile, in visiting order
 //             (the box's unmasked interior first, then its border), into a ring of K/V stages.
 //
@@ -184,7 +184,8 @@ struct KernelSm100 {
     if (warp == kLoadWarp) {
       if (leader) load(params, at, box, storage, pipe_q, pipe_kv);
     } else if (warp == kMmaWarp) {
-      if (leader) mma(box.count, tmem_base, storage, pipe_q, pipe_kv, pipe_s, pipe_o);
+      // The whole warp: CUTLASS's tcgen05 MMAs and commits elect one thread themselves (elect.sync needs the warp).
+      mma(box.count, tmem_base, storage, pipe_q, pipe_kv, pipe_s, pipe_o);
     } else {
       softmax(params, at, box, tmem_base, storage, pipe_s, pipe_o);
     }
@@ -225,9 +226,10 @@ struct KernelSm100 {
     return typename PipelineKV::PipelineState(pos % kKVStages, (pos / kKVStages) & 1, pos);
   }
 
-  // The MMA thread. Step i: S(i) = Q K(i)^T into buffer i % 2 (issued two steps ahead), then, once the softmax has
-  // written P(i) over it and rescaled O, O (+)= P(i) V(i). Products issued by one thread run in issue order, so S(i+2)
-  // overwrites the buffer only after PV(i) has read P(i).
+  // The MMA warp (one elected thread issues). Step i: S(i) = Q K(i)^T into buffer i % 2 (issued two steps ahead),
+  // then, once the softmax has written P(i) over it and rescaled O, O (+)= P(i) V(i). Products issued by one thread
+  // run in issue order, so S(i+2) overwrites the buffer only after PV(i) has read P(i). The S pipeline's stage i % 2
+  // is acquired once per step: its release by the softmax of step i says P(i) is written.
   CUTLASS_DEVICE static void mma(int count, uint32_t tmem_base, SharedStorage& storage, PipelineQ& pipe_q,
                                  PipelineKV& pipe_kv, PipelineS& pipe_s, PipelineO& pipe_o) {
     TiledMmaQK mma_qk;
@@ -264,6 +266,8 @@ struct KernelSm100 {
     if (count > 1) {
       pipe_s.producer_acquire(s_write);
       issue_s(1);
+    } else {
+      ++s_write;  // no S(1): step 0's acquire below must be stage 0's second round, the one P(0) releases
     }
     CUTLASS_PRAGMA_NO_UNROLL
     for (int i = 0; i < count; ++i) {
