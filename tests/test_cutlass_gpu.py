@@ -1,4 +1,5 @@
-"""The compiled `cutlass` backend against the float32 `reference` oracle on random GNA problems (Hopper only).
+"""The compiled `cutlass` backend against the float32 `reference` oracle on random GNA problems (Hopper; the sm100a
+kernel on a compute-capability-10.0 GPU).
 
 Every configuration draws fresh random inputs; the kernel's own output buffers are NaN-poisoned before it runs, so an
 unwritten element or a NaN anywhere fails. Extra (text) tokens come unmasked or with a mask: random (valid tokens
@@ -191,3 +192,26 @@ def test_auto_prefers_cutlass_on_hopper():
     inputs32 = make_inputs(q.float(), q.float(), q.float(), grid=(8, 8), window=4)
     assert select_backend("auto", inputs32).name != "cutlass"
     assert "dtype" in cutlass._why_not(inputs32)
+
+
+def _needs_blackwell():
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (10, 0):
+        pytest.skip("needs a compute capability 10.0 GPU (B200/GB200)")
+
+
+@pytest.mark.parametrize("index", range(len(_configs())))
+def test_sm100_kernel_matches_reference(index, monkeypatch):
+    """The sm100a kernel itself (its first-use self-check skipped), on the same configurations as the Hopper one.
+    Never run here: no Blackwell GPU (docs/blackwell.md)."""
+    _needs_blackwell()
+    monkeypatch.setenv("GNA_SM100_SELFCHECK", "skip")
+    _run_one(_configs()[index], seed=1000 + index)
+
+
+def test_sm100_selfcheck_passes_and_auto_takes_cutlass(monkeypatch):
+    _needs_blackwell()
+    monkeypatch.setenv("GNA_SM100_SELFCHECK", "force")
+    q = torch.randn(1, 64, 2, 128, device="cuda", dtype=torch.bfloat16)
+    inputs = make_inputs(q, q, q, grid=(8, 8), window=4)
+    assert cutlass._why_not(inputs) is None
+    assert select_backend("auto", inputs).name == "cutlass"

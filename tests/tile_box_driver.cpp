@@ -5,7 +5,8 @@
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
 // the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
 // words of the keys it sees (KeyMask::tile_keys as the kernel's accumulator threads use it: l = base + e for base
-// 0, 2, 4, 6 and e 0, 1); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
+// 0, 2, 4, 6 and e 0, 1), then "rowmask u w0 ... w511": the same from row_keys (gna_row_mask.hpp, a whole row per
+// thread, as the Blackwell kernel uses it); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
 // position where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor
 // against integer division instead: prints "ok", or the first wrong quotient and exits with 4. With --first-keys it
 // prints, for every key count 1..128 of a partial extra tile, "keys w0 w1 w2 w3": the keys each row sees
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <cstring>
 
+#include "gna_row_mask.hpp"
 #include "gna_tile_box.hpp"
 #include "gna_token_view.hpp"
 
@@ -119,6 +121,16 @@ int main(int argc, char** argv) {
           gna::RowWindow rows[1] = {gna::RowWindow::make(p, box, row)};
           print_key_words(
               [&](int base, uint32_t (&sets)[1][2]) { key_mask.tile_keys(p, box, border.kv, rows, base, sets); });
+        }
+        std::printf("\n");
+        std::printf("rowmask %d", border.linear(p, box));
+        for (int row = 0; row < 128; ++row) {
+          uint32_t sets[8];
+          gna::row_keys(key_mask, p, box, border.kv, gna::RowWindow::make(p, box, row), sets);
+          unsigned words[4] = {0, 0, 0, 0};
+          for (int col = 0; col < 128; ++col)
+            if (gna::sees_key(sets, col)) words[col / 32] |= 1u << (col % 32);
+          for (unsigned w : words) std::printf(" %u", w);
         }
         std::printf("\n");
       }
