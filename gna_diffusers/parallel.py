@@ -49,6 +49,9 @@ def enable_context_parallel(target, degree: int) -> None:
                              f"Ulysses degree must divide")
     for transformer in transformers:
         plan = CP_PLANS.get(spec_for(transformer).name)
+        if plan is not None:   # leave out what this configuration has not got (Cosmos-Predict2: no learnable_pos_embed)
+            plan = {name: entry for name, entry in plan.items()
+                    if name == "" or getattr(transformer, name.split(".")[0], None) is not None}
         transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=degree), cp_plan=plan)
 
 

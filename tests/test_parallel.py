@@ -16,8 +16,9 @@ from gna_diffusers.models import spec_for
 from gna_diffusers.parallel import enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6]}
-RECIPE_MODEL = {"wan_22": "wan"}   # tiny pipelines whose recipes name another model; the others are their own
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
+         "cosmos_predict2": [4, 6]}
+RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos"}   # tiny pipelines whose recipes name another model
 
 
 def free_port() -> int:
