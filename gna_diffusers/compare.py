@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw
 from torch.utils import benchmark
 
 from .full_size import FULL_SIZE, build_random
+from .models import spec_for
 from .pipeline import disable_gna, enable_gna, gna_state
 from .recipe import load_recipe
 from .timing import environment
@@ -240,8 +241,7 @@ def compare_random_weights(model: str, recipe_name: Optional[str] = None, backen
     heads, head_dim = config.num_attention_heads, config.attention_head_dim
     text = {"flux": inputs.get("encoder_hidden_states"), "hunyuan_video": inputs.get("encoder_hidden_states")}
     text_tokens = text[model].shape[1] if model in text else 0
-    layers = sum(len(getattr(transformer, attr)) for attr in ("transformer_blocks", "single_transformer_blocks")
-                 if hasattr(transformer, attr))
+    layers = sum(len(getattr(transformer, attr)) for _, attr in spec_for(transformer).stacks)
     key_mask = None
     if "encoder_attention_mask" in inputs:           # HunyuanVideo masks padded text for every query
         key_mask = torch.cat([torch.ones(1, math.prod(grid), dtype=torch.bool, device=device),

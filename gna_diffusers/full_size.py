@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
-from diffusers import CosmosTransformer3DModel, FluxTransformer2DModel, HunyuanVideoTransformer3DModel
+from diffusers import (CosmosTransformer3DModel, FluxTransformer2DModel, HunyuanVideoTransformer3DModel,
+                       WanTransformer3DModel)
 
 
 @dataclass(frozen=True)
@@ -55,6 +56,33 @@ def _cosmos_inputs(scale: float, device, dtype, batch: int) -> dict:
                 padding_mask=torch.zeros(1, 1, 16 * h, 16 * w, device=device, dtype=dtype))
 
 
+def _wan_inputs(scale: float, device, dtype, batch: int) -> dict:
+    t, h, w = max(2, int(21 * scale)), max(2, int(45 * scale)), max(2, int(80 * scale))   # 720p x 81: 21x45x80
+    return dict(hidden_states=torch.randn(batch, 16, t, 2 * h, 2 * w, device=device, dtype=dtype),
+                timestep=torch.full((batch,), 500, device=device, dtype=dtype),
+                encoder_hidden_states=torch.randn(batch, max(1, int(512 * scale)), 4096, device=device, dtype=dtype))
+
+
+def _cosmos_predict2_inputs(scale: float, device, dtype, batch: int) -> dict:
+    h, w = max(2, int(48 * scale)), max(2, int(85 * scale))            # 768x1360, one frame: 48x85 tokens
+    return dict(hidden_states=torch.randn(batch, 16, 1, 2 * h, 2 * w, device=device, dtype=dtype),
+                timestep=torch.full((batch,), 0.5, device=device, dtype=dtype),
+                encoder_hidden_states=torch.randn(batch, max(1, int(512 * scale)), 1024, device=device, dtype=dtype),
+                padding_mask=torch.zeros(1, 1, 16 * h, 16 * w, device=device, dtype=dtype))
+
+
+def _cosmos_predict2_video_inputs(scale: float, device, dtype, batch: int) -> dict:
+    t, h, w = max(2, int(24 * scale)), max(2, int(44 * scale)), max(2, int(80 * scale))   # 704x1280x93: 24x44x80
+    timestep = torch.full((batch, 1, t, 1, 1), 0.5, device=device, dtype=dtype)
+    timestep[:, :, 0] = 1e-4                         # the conditioning frame, as the pipeline gives it
+    condition = torch.zeros(batch, 1, t, 2 * h, 2 * w, device=device, dtype=dtype)
+    condition[:, :, 0] = 1
+    return dict(hidden_states=torch.randn(batch, 16, t, 2 * h, 2 * w, device=device, dtype=dtype),
+                condition_mask=condition, timestep=timestep, fps=16,
+                encoder_hidden_states=torch.randn(batch, max(1, int(512 * scale)), 1024, device=device, dtype=dtype),
+                padding_mask=torch.zeros(1, 1, 16 * h, 16 * w, device=device, dtype=dtype))
+
+
 FULL_SIZE = {
     "flux": FullSize("flux", "black-forest-labs/FLUX.1-dev", FluxTransformer2DModel, dict(
         patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
@@ -71,6 +99,21 @@ FULL_SIZE = {
         mlp_ratio=4.0, text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240), patch_size=(1, 2, 2),
         rope_scale=(2.0, 1.0, 1.0), concat_padding_mask=True, extra_pos_embed_type="learnable"),
         "cosmos-7b-text2world", 2, 35, _cosmos_inputs),
+    "wan": FullSize("wan", "Wan-AI/Wan2.1-T2V-14B-Diffusers", WanTransformer3DModel, dict(
+        patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
+        text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,
+        qk_norm="rms_norm_across_heads", eps=1e-6, image_dim=None, added_kv_proj_dim=None, rope_max_seq_len=1024),
+        "wan-720p", 2, 50, _wan_inputs),
+    "cosmos_predict2": FullSize("cosmos", "nvidia/Cosmos-Predict2-2B-Text2Image", CosmosTransformer3DModel, dict(
+        in_channels=16, out_channels=16, num_attention_heads=16, attention_head_dim=128, num_layers=28, mlp_ratio=4.0,
+        text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240), patch_size=(1, 2, 2),
+        rope_scale=(1.0, 4.0, 4.0), concat_padding_mask=True, extra_pos_embed_type=None),
+        "cosmos-predict2-text2image", 2, 35, _cosmos_predict2_inputs),
+    "cosmos_predict2_video": FullSize("cosmos", "nvidia/Cosmos-Predict2-2B-Video2World", CosmosTransformer3DModel, dict(
+        in_channels=17, out_channels=16, num_attention_heads=16, attention_head_dim=128, num_layers=28, mlp_ratio=4.0,
+        text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240), patch_size=(1, 2, 2),
+        rope_scale=(1.0, 3.0, 3.0), concat_padding_mask=True, extra_pos_embed_type=None),
+        "cosmos-predict2-video2world", 2, 35, _cosmos_predict2_video_inputs),
 }
 
 

@@ -12,7 +12,7 @@ import torch.distributed as dist
 from diffusers.models._modeling_parallel import ContextParallelConfig, ContextParallelInput, ContextParallelOutput
 
 from .models import spec_for
-from .pipeline import transformer_and_scheduler
+from .pipeline import transformers_and_scheduler
 
 # Our plans: split RoPE tables and learnable position embeddings where they are made, the token stream at the first
 # block, and gather at the output projection. Text stays whole in Cosmos (cross-attention keys need no sharding).
@@ -39,16 +39,20 @@ CP_PLANS: dict[str, dict] = {
 
 
 def enable_context_parallel(target, degree: int) -> None:
-    """Shard a pipeline's transformer over `degree` ranks (torch.distributed must be initialised) with diffusers'
+    """Shard a pipeline's transformer(s) over `degree` ranks (torch.distributed must be initialised) with diffusers'
     Ulysses context parallelism, using the model's own plan or ours. Call before or after `enable_gna`."""
-    transformer, _ = transformer_and_scheduler(target)
-    spec = spec_for(transformer)
-    heads = transformer.config.num_attention_heads
-    if heads % degree:
-        raise ValueError(f"degree={degree}: {type(transformer).__name__} has {heads} attention heads, which the "
-                         f"Ulysses degree must divide")
-    plan = CP_PLANS.get(spec.name)
-    transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=degree), cp_plan=plan)
+    transformers, _ = transformers_and_scheduler(target)
+    for transformer in transformers:
+        heads = transformer.config.num_attention_heads
+        if heads % degree:
+            raise ValueError(f"degree={degree}: {type(transformer).__name__} has {heads} attention heads, which the "
+                             f"Ulysses degree must divide")
+    for transformer in transformers:
+        plan = CP_PLANS.get(spec_for(transformer).name)
+        if plan is not None:   # leave out what this configuration has not got (Cosmos-Predict2: no learnable_pos_embed)
+            plan = {name: entry for name, entry in plan.items()
+                    if name == "" or getattr(transformer, name.split(".")[0], None) is not None}
+        transformer.enable_parallelism(config=ContextParallelConfig(ulysses_degree=degree), cp_plan=plan)
 
 
 # NVLink multicast (NVLS) can take a shared host's GPUs out of service; keep it off for every process we start.

@@ -1,4 +1,4 @@
-"""Tiny FLUX, HunyuanVideo and Cosmos pipelines built entirely offline (random weights, in-memory tokenizers).
+"""Tiny FLUX, HunyuanVideo, Cosmos and Wan pipelines built entirely offline (random weights, in-memory tokenizers).
 
 They run the real diffusers pipeline code in well under a second on a CPU, so the tests and the CLI's offline default
 exercise exactly the attach points, token layouts and step loops that full-size models use.
@@ -13,6 +13,9 @@ from diffusers import (
     AutoencoderKL,
     AutoencoderKLCosmos,
     AutoencoderKLHunyuanVideo,
+    AutoencoderKLWan,
+    Cosmos2TextToImagePipeline,
+    Cosmos2VideoToWorldPipeline,
     CosmosTextToWorldPipeline,
     CosmosTransformer3DModel,
     EDMEulerScheduler,
@@ -21,6 +24,9 @@ from diffusers import (
     FluxTransformer2DModel,
     HunyuanVideoPipeline,
     HunyuanVideoTransformer3DModel,
+    UniPCMultistepScheduler,
+    WanPipeline,
+    WanTransformer3DModel,
 )
 from transformers import (
     CLIPTextConfig,
@@ -158,10 +164,82 @@ def tiny_cosmos(seed: int = 0) -> CosmosTextToWorldPipeline:
                                      vae=vae.eval(), scheduler=scheduler, safety_checker=AlwaysSafe())
 
 
+def _wan_vae() -> AutoencoderKLWan:
+    """Wan 2.1's VAE layout (also Cosmos-Predict2's): 8x spatial, 4x temporal compression, 16 latent channels."""
+    return AutoencoderKLWan(base_dim=3, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1,
+                            temperal_downsample=[False, True, True]).eval()
+
+
+def _wan_transformer() -> WanTransformer3DModel:
+    """Wan 2.1 T2V layout: patch 1x2x2, RMSNorm across heads before RoPE, 2 heads of 12 (RoPE splits 4+4+4)."""
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+                                 out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, num_layers=2,
+                                 rope_max_seq_len=32).eval()
+
+
+def _wan_scheduler() -> UniPCMultistepScheduler:
+    return UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0)
+
+
+def tiny_wan(seed: int = 0) -> WanPipeline:
+    """Wan 2.1 T2V layout: attn1 video self-attention, attn2 cross-attention to (u)T5; 9 frames of 64x96 -> a 3x4x6
+    grid."""
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _t5(32)
+    return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=_wan_vae(), scheduler=_wan_scheduler(),
+                       transformer=_wan_transformer())
+
+
+def tiny_wan_22(seed: int = 0) -> WanPipeline:
+    """Wan 2.2 A14B layout: a high-noise `transformer` and a low-noise `transformer_2`, switched at timestep
+    0.875 * 1000 (of 4 steps, 2 each)."""
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _t5(32)
+    return WanPipeline(tokenizer=tokenizer, text_encoder=text_encoder, vae=_wan_vae(), scheduler=_wan_scheduler(),
+                       transformer=_wan_transformer(), transformer_2=_wan_transformer(), boundary_ratio=0.875)
+
+
+def _cosmos_predict2_transformer(in_channels: int) -> CosmosTransformer3DModel:
+    """Cosmos-Predict2 layout: no learnable position embedding, RoPE scaled (1, 4, 4) as in the 2B/14B configs."""
+    # concat_padding_mask=False: as in tiny_cosmos, the padding-mask resize is the only torchvision call
+    return CosmosTransformer3DModel(in_channels=in_channels, out_channels=16, num_attention_heads=2,
+                                    attention_head_dim=16, num_layers=2, mlp_ratio=2, text_embed_dim=32,
+                                    adaln_lora_dim=4, max_size=(4, 32, 32), patch_size=(1, 2, 2),
+                                    rope_scale=(1.0, 4.0, 4.0), concat_padding_mask=False,
+                                    extra_pos_embed_type=None).eval()
+
+
+def tiny_cosmos_predict2(seed: int = 0) -> Cosmos2TextToImagePipeline:
+    """Cosmos-Predict2 text2image: one latent frame of 64x96 is an 8x12 latent, a 4x6 image grid."""
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _t5(32)
+    return Cosmos2TextToImagePipeline(text_encoder=text_encoder, tokenizer=tokenizer,
+                                      transformer=_cosmos_predict2_transformer(16), vae=_wan_vae(),
+                                      scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
+                                      safety_checker=AlwaysSafe())
+
+
+def tiny_cosmos_predict2_video(seed: int = 0) -> Cosmos2VideoToWorldPipeline:
+    """Cosmos-Predict2 video2world: a conditioning frame plus 8 frames of 64x96 -> a 3x4x6 grid; per-frame
+    timesteps and a condition-mask channel (in_channels 16 + 1)."""
+    torch.manual_seed(seed)
+    tokenizer, text_encoder = _t5(32)
+    return Cosmos2VideoToWorldPipeline(text_encoder=text_encoder, tokenizer=tokenizer,
+                                       transformer=_cosmos_predict2_transformer(17), vae=_wan_vae(),
+                                       scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
+                                       safety_checker=AlwaysSafe())
+
+
 # name -> (builder, call arguments that give a small grid quickly)
 TINY_PIPELINES: dict[str, tuple[Callable[[int], object], dict]] = {
     "flux": (tiny_flux, dict(height=32, width=32, max_sequence_length=TEXT_LENGTH, guidance_scale=3.5)),
     "hunyuan_video": (tiny_hunyuan_video, dict(height=64, width=64, num_frames=5, max_sequence_length=TEXT_LENGTH,
                                                prompt_template={"template": "{}", "crop_start": 0})),
     "cosmos": (tiny_cosmos, dict(height=64, width=64, num_frames=9, max_sequence_length=TEXT_LENGTH)),
+    "wan": (tiny_wan, dict(height=64, width=96, num_frames=9, max_sequence_length=TEXT_LENGTH)),
+    "wan_22": (tiny_wan_22, dict(height=64, width=96, num_frames=9, max_sequence_length=TEXT_LENGTH)),
+    "cosmos_predict2": (tiny_cosmos_predict2, dict(height=64, width=96, max_sequence_length=TEXT_LENGTH)),
+    "cosmos_predict2_video": (tiny_cosmos_predict2_video, dict(image=torch.full((1, 3, 64, 96), 0.5), height=64,
+                                                                width=96, num_frames=9,
+                                                                max_sequence_length=TEXT_LENGTH)),
 }

@@ -114,10 +114,16 @@ def test_full_size_architecture_shrunk_runs_with_gna(model) -> None:
                                     attention_head_dim=32, text_embed_dim=64, pooled_projection_dim=16,
                                     rope_axes_dim=(8, 12, 12)),
               "cosmos": dict(num_layers=1, num_attention_heads=2, attention_head_dim=32, text_embed_dim=64,
-                             adaln_lora_dim=8, concat_padding_mask=False)}[model]
+                             adaln_lora_dim=8, concat_padding_mask=False),
+              "wan": dict(num_layers=1, num_attention_heads=2, attention_head_dim=32, text_dim=64, ffn_dim=64),
+              "cosmos_predict2": dict(num_layers=1, num_attention_heads=2, attention_head_dim=32, text_embed_dim=64,
+                                      adaln_lora_dim=8, concat_padding_mask=False),
+              "cosmos_predict2_video": dict(num_layers=1, num_attention_heads=2, attention_head_dim=32,
+                                            text_embed_dim=64, adaln_lora_dim=8, concat_padding_mask=False)}[model]
     transformer = build_random(model, torch.device("cpu"), torch.float32, shrink)
     inputs = spec.make_inputs(0.05, torch.device("cpu"), torch.float32, 1)
-    width = {"flux": 64, "hunyuan_video": 64, "cosmos": 64}[model]
+    width = {"flux": 64, "hunyuan_video": 64, "cosmos": 64, "wan": 64, "cosmos_predict2": 64,
+             "cosmos_predict2_video": 64}[model]
     if "encoder_hidden_states" in inputs:
         inputs["encoder_hidden_states"] = inputs["encoder_hidden_states"][..., :width]
     if model == "flux":
@@ -126,7 +132,7 @@ def test_full_size_architecture_shrunk_runs_with_gna(model) -> None:
         inputs["pooled_projections"] = inputs["pooled_projections"][..., :16]
     with torch.no_grad():
         dense = transformer(**inputs)[0]
-        state = enable_gna(transformer, {"model": model, "grid": list(load_grid(model)), "dense_steps": 0,
+        state = enable_gna(transformer, {"model": spec.model, "grid": list(load_grid(model)), "dense_steps": 0,
                                          "layers": [{"blocks": "all", "window": 2}]})
         gna = transformer(**inputs)[0]
         disable_gna(transformer)

@@ -12,10 +12,13 @@ import torch.multiprocessing as mp
 import gna_diffusers
 from gna_diffusers.models.common import GNAState, dense_attention, grid_attention, joint_attention
 from gna_diffusers.comm import HeadsToSeq, SeqToHeads
+from gna_diffusers.models import spec_for
 from gna_diffusers.parallel import enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
+         "cosmos_predict2": [4, 6]}
+RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos"}   # tiny pipelines whose recipes name another model
 
 
 def free_port() -> int:
@@ -26,12 +29,12 @@ def free_port() -> int:
 
 def recipe(model: str) -> dict:
     # one dense step, then GNA: both paths run sharded
-    return {"model": model, "grid": GRIDS[model], "dense_steps": 1, "backend": "reference",
+    return {"model": RECIPE_MODEL.get(model, model), "grid": GRIDS[model], "dense_steps": 1, "backend": "reference",
             "layers": [{"blocks": "all", "window": [2] * len(GRIDS[model])}]}
 
 
 def generate(pipe, call_args, prompt="a cat w1 w2"):
-    out = pipe(prompt, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="latent",
+    out = pipe(prompt=prompt, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="latent",
                **call_args)
     return out.images if hasattr(out, "images") else out.frames
 
@@ -51,8 +54,8 @@ def _pipeline_worker(rank: int, world: int, port: int, model: str, path: str) ->
     gna_diffusers.enable_gna(pipe, recipe(model))       # GNA first, parallelism second: either order works
     enable_context_parallel(pipe, world)
     seen = []                                           # tokens reaching the first attention on this rank
-    block = pipe.transformer.transformer_blocks[0]
-    attention = block.attn1 if model == "cosmos" else block.attn
+    spec = spec_for(pipe.transformer)
+    attention = getattr(getattr(pipe.transformer, spec.stacks[0][1])[0], spec.attention)
     attention.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(kwargs.get("hidden_states", args[0] if args else None).shape[1]),
         with_kwargs=True)

@@ -1,4 +1,4 @@
-"""GNA inside tiny offline FLUX, HunyuanVideo and Cosmos pipelines: the real diffusers code paths, a few steps."""
+"""GNA inside tiny offline FLUX, HunyuanVideo, Cosmos and Wan pipelines: the real diffusers code paths, a few steps."""
 
 import warnings
 
@@ -10,9 +10,13 @@ from gna_diffusers.backends import Backend, register_backend
 from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.tiny import TINY_PIPELINES
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
-LAYERS = {"flux": 4, "hunyuan_video": 4, "cosmos": 2}           # GNA attention modules in the tiny models
-CALLS_PER_STEP = {"flux": 1, "hunyuan_video": 1, "cosmos": 2}   # transformer calls per step (Cosmos: CFG)
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
+         "cosmos_predict2": [4, 6], "cosmos_predict2_video": [3, 4, 6]}
+LAYERS = {"flux": 4, "hunyuan_video": 4, "cosmos": 2, "wan": 2, "wan_22": 2, "cosmos_predict2": 2,
+          "cosmos_predict2_video": 2}                             # GNA attention modules a transformer call runs
+CALLS_PER_STEP = {"flux": 1, "hunyuan_video": 1, "cosmos": 2, "wan": 2, "wan_22": 2, "cosmos_predict2": 2,
+                  "cosmos_predict2_video": 2}                     # transformer calls per step (Cosmos, Wan: CFG)
+RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos", "cosmos_predict2_video": "cosmos"}  # else the name
 MODELS = sorted(GRIDS)
 
 warnings.filterwarnings("ignore")
@@ -35,16 +39,16 @@ def tiny(request):
 
 
 def generate(pipe, call_args, steps=3, prompt="a cat w1 w2", **extra):
-    out = pipe(prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="latent",
-               **call_args, **extra)
+    out = pipe(prompt=prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+               output_type="latent", **call_args, **extra)
     latents = out.images if hasattr(out, "images") else out.frames
     assert torch.isfinite(latents).all()
     return latents
 
 
 def recipe(model, window, dense_steps=0, **layer):
-    return {"model": model, "grid": GRIDS[model], "dense_steps": dense_steps, "backend": "spy",
-            "layers": [{"blocks": "all", "window": window, **layer}]}
+    return {"model": RECIPE_MODEL.get(model, model), "grid": GRIDS[model], "dense_steps": dense_steps,
+            "backend": "spy", "layers": [{"blocks": "all", "window": window, **layer}]}
 
 
 def test_full_window_equals_dense_and_small_window_differs(tiny) -> None:
@@ -95,7 +99,8 @@ def test_dense_steps_are_dense_then_gna(tiny) -> None:
 def test_batch_two_with_guidance(tiny) -> None:
     model, pipe, call_args = tiny
     extra = {"flux": dict(true_cfg_scale=2.0, negative_prompt="blurry"), "hunyuan_video": dict(),
-             "cosmos": dict(guidance_scale=3.0)}[model]
+             "cosmos": dict(guidance_scale=3.0), "wan": dict(guidance_scale=3.0), "wan_22": dict(guidance_scale=3.0),
+             "cosmos_predict2": dict(guidance_scale=3.0), "cosmos_predict2_video": dict(guidance_scale=3.0)}[model]
     prompts = ["a cat w1 w2", "w3 w4 a dog"]
     dense = generate(pipe, call_args, prompt=prompts, **extra)
     assert dense.shape[0] == 2
@@ -105,7 +110,8 @@ def test_batch_two_with_guidance(tiny) -> None:
         pipe.enable_gna(recipe(model, [2] * len(GRIDS[model])))
         start = len(SPY_CALLS)
         small = generate(pipe, call_args, prompt=prompts, **extra)
-        guided_calls = {"flux": 2, "hunyuan_video": 1, "cosmos": 2}[model]   # FLUX true CFG: two calls a step
+        guided_calls = {"flux": 2, "hunyuan_video": 1, "cosmos": 2,   # FLUX true CFG: two calls a step
+                        "wan": 2, "wan_22": 2, "cosmos_predict2": 2, "cosmos_predict2_video": 2}[model]
         assert len(SPY_CALLS) - start == LAYERS[model] * guided_calls * 3
     finally:
         pipe.disable_gna()
@@ -115,13 +121,15 @@ def test_batch_two_with_guidance(tiny) -> None:
 
 def test_layer_selection_leaves_other_layers_dense(tiny) -> None:
     model, pipe, call_args = tiny
-    blocks = {"flux": "single:0-1", "hunyuan_video": "double:1", "cosmos": [1]}[model]
+    blocks = {"flux": "single:0-1", "hunyuan_video": "double:1", "cosmos": [1],
+              "wan": [1], "wan_22": [1], "cosmos_predict2": [1], "cosmos_predict2_video": [1]}[model]
     pipe.enable_gna({**recipe(model, [2] * len(GRIDS[model])),
                      "layers": [{"blocks": blocks, "window": [2] * len(GRIDS[model])}]})
     start = len(SPY_CALLS)
     try:
         generate(pipe, call_args, steps=1)
-        selected = {"flux": 2, "hunyuan_video": 1, "cosmos": 1}[model]
+        selected = {"flux": 2, "hunyuan_video": 1, "cosmos": 1,
+                    "wan": 1, "wan_22": 1, "cosmos_predict2": 1, "cosmos_predict2_video": 1}[model]
         assert len(SPY_CALLS) - start == selected * CALLS_PER_STEP[model]
     finally:
         pipe.disable_gna()
@@ -155,7 +163,9 @@ def test_recipe_model_mismatch_and_unsupported_model() -> None:
 
 def test_shipped_recipe_scales_to_the_tiny_grid(tiny) -> None:
     model, pipe, call_args = tiny
-    name = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world"}[model]
+    name = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world",
+            "wan": "wan-720p", "wan_22": "wan-720p", "cosmos_predict2": "cosmos-predict2-text2image",
+            "cosmos_predict2_video": "cosmos-predict2-video2world"}[model]
     state = pipe.enable_gna(name)
     try:
         generate(pipe, call_args, steps=2)

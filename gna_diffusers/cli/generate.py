@@ -13,14 +13,18 @@ from pathlib import Path
 
 from .model import add_model_arguments, device_for, gpus_available, load_pipeline
 
-VIDEO_MODELS = ("hunyuan_video", "cosmos")
-SHIPPED_RECIPE = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world"}
+VIDEO_MODELS = ("hunyuan_video", "cosmos", "wan", "wan_22", "cosmos_predict2_video")
+SHIPPED_RECIPE = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world",
+                  "wan": "wan-720p", "wan_22": "wan-720p", "cosmos_predict2": "cosmos-predict2-text2image",
+                  "cosmos_predict2_video": "cosmos-predict2-video2world"}
 
 
-def save_output(out, kind: str, path: Path, fps: int) -> list[Path]:
+def save_output(out, path: Path, fps: int) -> list[Path]:
+    """Videos (outputs with `frames`) as MP4, images as PNG: Cosmos-Predict2 text2image makes images with a video
+    model's transformer."""
     path.parent.mkdir(parents=True, exist_ok=True)
     written = []
-    if kind in VIDEO_MODELS:
+    if hasattr(out, "frames"):
         from diffusers.utils import export_to_video
         for i, frames in enumerate(out.frames):
             target = path if len(out.frames) == 1 else path.with_name(f"{path.stem}_{i}{path.suffix}")
@@ -77,8 +81,8 @@ def run(args: argparse.Namespace) -> int:
     if rank != 0:
         return 0
     output = Path(args.output or f"out/{kind}{'_dense' if args.dense else '_gna'}."
-                  f"{'mp4' if kind in VIDEO_MODELS else 'png'}")
-    written = save_output(out, kind, output, args.fps)
+                  f"{'mp4' if hasattr(out, 'frames') else 'png'}")
+    written = save_output(out, output, args.fps)
     state = gna_state(pipe)
     for mode in ("dense", "gna"):
         steps = [t for t, m in zip(timer.times, timer.modes) if m == mode]
@@ -101,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: 4 tiny, 50 real)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--frames", type=int, help="video frames (HunyuanVideo, Cosmos)")
+    p.add_argument("--frames", type=int, help="video frames (HunyuanVideo, Cosmos, Wan)")
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--dense", action="store_true", help="baseline: the original dense attention")
     p.add_argument("--output", help="output file (PNG for images, MP4 for videos)")

@@ -14,6 +14,7 @@ FULL_SIZE_STACKS = {
     "flux": [("double", 19), ("single", 38)],
     "hunyuan_video": [("double", 20), ("single", 40)],
     "cosmos": [("blocks", 28)],
+    "wan": [("blocks", 40)],
 }
 
 

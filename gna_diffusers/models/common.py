@@ -55,7 +55,9 @@ class GNAState:
             self.step = 0 if index is None else max(0, index - begin) // order
             total = max(1, len(self.scheduler.timesteps) // order)
         else:
-            t = float(timestep.flatten()[0]) if timestep is not None else None
+            # per-token or per-frame timesteps (Wan 2.2 TI2V, Cosmos-Predict2 video2world) hold the clean
+            # conditioning frames' ~0 beside the step's noise level: the largest value is the step's
+            t = float(timestep.max()) if timestep is not None else None
             if t is not None and self._last_timestep is not None and t != self._last_timestep:
                 # a new denoising step; a timestep that goes back up starts a new run
                 self.step = self.step + 1 if t < self._last_timestep else 0

@@ -9,7 +9,7 @@ import torch
 from diffusers.models.embeddings import apply_rotary_emb
 
 from .common import GNAProcessorBase, grid_attention
-from .registry import argument
+from .registry import argument, latent_grid
 
 
 class CosmosGNAProcessor(GNAProcessorBase):
@@ -35,8 +35,6 @@ class CosmosGNAProcessor(GNAProcessorBase):
         return attn.to_out[1](attn.to_out[0](out))
 
 
-def read_cosmos_grid(transformer, args: tuple, kwargs: dict) -> tuple[tuple[int, int, int], int]:
-    hidden_states = argument(args, kwargs, "hidden_states", 0)
-    pt, ph, pw = transformer.config.patch_size
-    _, _, frames, height, width = hidden_states.shape
-    return (frames // pt, height // ph, width // pw), 0
+def read_cosmos_grid(transformer, args: tuple, kwargs: dict) -> tuple[tuple[int, ...], int]:
+    """Grid from the 5D latent and the config's patch size (2D for Cosmos-Predict2 text2image's single frame)."""
+    return latent_grid(argument(args, kwargs, "hidden_states", 0), transformer.config.patch_size), 0

@@ -49,3 +49,15 @@ def argument(args: tuple, kwargs: dict, name: str, position: int) -> Optional[An
     if name in kwargs:
         return kwargs[name]
     return args[position] if len(args) > position else None
+
+
+def latent_grid(hidden_states: torch.Tensor, patch_size: tuple[int, int, int]) -> tuple[int, ...]:
+    """The token grid of a 5D latent [B, C, F, H, W] patchified by `patch_size` (pt, ph, pw): (F/pt, H/ph, W/pw),
+    or (H/ph, W/pw) for a single frame, which is an image (a 3D window needs at least two frames)."""
+    if hidden_states.ndim != 5:
+        raise ValueError(f"hidden_states has shape {tuple(hidden_states.shape)}; GNA reads the grid from a 5D latent "
+                         f"[batch, channels, frames, height, width]")
+    pt, ph, pw = patch_size
+    _, _, frames, height, width = hidden_states.shape
+    grid = (frames // pt, height // ph, width // pw)
+    return grid[1:] if grid[0] == 1 else grid
