@@ -117,17 +117,23 @@ FULL_SIZE = {
 }
 
 
-def build_random(model: str, device: torch.device, dtype: torch.dtype = torch.bfloat16,
-                 shrink: dict | None = None) -> torch.nn.Module:
-    """The model's transformer with random weights, created directly in `dtype` on `device` (no fp32 copy).
-
-    `shrink` overrides config entries (tests use it to build a small version of the same architecture)."""
-    spec = FULL_SIZE[model]
+def random_module(cls: type, config, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
+    """`cls(config)` (a transformers config object) or `cls(**config)` (diffusers keyword arguments) with random
+    weights, created directly in `dtype` on `device`: no float32 copy, no host round trip."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            transformer = spec.transformer_class(**{**spec.config, **(shrink or {})})
+            module = cls(**config) if isinstance(config, dict) else cls(config)
     finally:
         torch.set_default_dtype(previous)
-    return transformer.eval().requires_grad_(False)
+    return module.eval().requires_grad_(False)
+
+
+def build_random(model: str, device: torch.device, dtype: torch.dtype = torch.bfloat16,
+                 shrink: dict | None = None) -> torch.nn.Module:
+    """The model's transformer with random weights, created directly in `dtype` on `device`.
+
+    `shrink` overrides config entries (tests use it to build a small version of the same architecture)."""
+    spec = FULL_SIZE[model]
+    return random_module(spec.transformer_class, {**spec.config, **(shrink or {})}, device, dtype)

@@ -2,6 +2,7 @@
 
 Enabling swaps the processors of the recipe's layers (keeping the originals by module name) and adds one forward
 pre-hook that reads the grid and decides dense-or-GNA for the call. Disabling restores exactly what was there.
+`diffusers_patch` makes these the `DiffusionPipeline` methods of the same names.
 """
 
 from __future__ import annotations
@@ -100,7 +101,9 @@ def _patch(transformer: torch.nn.Module, spec: ModelSpec, recipe: Recipe, owner:
     def before_forward(module, args, kwargs):
         timestep = kwargs.get("timestep")
         grid, text_len = spec.read_grid(module, args, kwargs)
-        state.begin_forward(grid, text_len, timestep, ulysses_group(getattr(module, "_parallel_config", None)))
+        text_valid = spec.read_text_valid(module, args, kwargs) if spec.read_text_valid else None
+        state.begin_forward(grid, text_len, timestep, ulysses_group(getattr(module, "_parallel_config", None)),
+                            text_valid)
 
     hook = transformer.register_forward_pre_hook(before_forward, with_kwargs=True)
     transformer._gna = _Enabled(state, originals, hook)
@@ -127,16 +130,3 @@ def gna_state(target) -> Optional[GNAState]:
             return enabled.state
     return None
 
-
-def _pipeline_enable_gna(self: DiffusionPipeline, recipe: RecipeLike) -> GNAState:
-    """Run this pipeline's transformer with GNA as the recipe says (a shipped name, a YAML path or a dict)."""
-    return enable_gna(self, recipe)
-
-
-def _pipeline_disable_gna(self: DiffusionPipeline) -> None:
-    """Restore the pipeline's original attention."""
-    disable_gna(self)
-
-
-setattr(DiffusionPipeline, "enable_gna", _pipeline_enable_gna)
-setattr(DiffusionPipeline, "disable_gna", _pipeline_disable_gna)

@@ -17,7 +17,9 @@ from .ops.params import GNAParams
 
 MODELS = ("flux", "hunyuan_video", "cosmos", "wan")
 GRID_POLICIES = ("proportional", "clip", "refuse")
-TOP_KEYS = {"name", "description", "model", "grid", "dense_steps", "layers", "backend", "on_grid_mismatch"}
+DENSE_PATHS = ("fast", "original")
+TOP_KEYS = {"name", "description", "model", "grid", "dense_steps", "dense_path", "layers", "backend",
+            "on_grid_mismatch"}
 LAYER_KEYS = {"blocks", "window", "stride", "dilation", "causal"}
 SHIPPED_DIR = Path(__file__).resolve().parent / "recipes"  # a link to the repo's recipes/, packaged as data
 
@@ -45,6 +47,9 @@ class Recipe:
     backend: str = "auto"
     on_grid_mismatch: str = "proportional"
     description: str = ""
+    # dense steps: "fast" attends to the valid keys only, unmasked, on the fastest exact SDPA kernel (cuDNN first);
+    # "original" calls the model's own processor. The same function either way.
+    dense_path: str = "fast"
 
     def dense_step_count(self, total_steps: int) -> int:
         """Number of leading dense steps for a run of `total_steps` (fractions round to the nearest step)."""
@@ -117,6 +122,9 @@ def parse_recipe(data: Mapping, source: str) -> Recipe:
     policy = data.get("on_grid_mismatch", "proportional")
     if policy not in GRID_POLICIES:
         _fail(source, "on_grid_mismatch", f"{policy!r} is not one of {', '.join(GRID_POLICIES)}")
+    dense_path = data.get("dense_path", "fast")
+    if dense_path not in DENSE_PATHS:
+        _fail(source, "dense_path", f"{dense_path!r} is not one of {', '.join(DENSE_PATHS)}")
     backend = data.get("backend", "auto")
     if not isinstance(backend, str):
         _fail(source, "backend", f"expected a backend name, got {backend!r}")
@@ -146,7 +154,7 @@ def parse_recipe(data: Mapping, source: str) -> Recipe:
         groups.append(LayerGroup(layer["blocks"], window, stride, dilation, causal))
     name = data.get("name", source)
     return Recipe(str(name), data["model"], grid, dense, tuple(groups), backend, policy,
-                  str(data.get("description", "")))
+                  str(data.get("description", "")), dense_path)
 
 
 def shipped_recipes() -> list[str]:

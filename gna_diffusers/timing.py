@@ -1,4 +1,5 @@
-"""GPU timing shared by the benchmark and comparison scripts: CUDA events after warm-up, median of many runs."""
+"""GPU timing that no library offers, for the benchmark scripts (elsewhere, torch.utils.benchmark or
+triton.testing.do_bench time things): a fixed count of calls, and interleaved timing after a fixed load."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import torch
 
 
 def cuda_time_ms(fn: Callable[[], object], warmup: int = 3, reps: int = 20, max_seconds: float = 20.0) -> float:
-    """Median milliseconds of `fn()` on the current CUDA stream; fewer reps if one run is slow."""
+    """Median milliseconds of `fn()` on the current CUDA stream; fewer reps if one run is slow.
+
+    Why not a library: a distributed forward (scripts/bench_parallel.py) must run the same number of calls on every
+    rank, since its all-to-alls pair up across ranks, and autorange loops pick their own count per process."""
     for _ in range(warmup):
         fn()
     torch.cuda.synchronize()
@@ -34,8 +38,9 @@ def steady_load(ms: float = 25.0) -> Callable[[], None]:
 
     The GPU's clock depends on what ran just before (a 260 ms dense call leaves it hotter and slower than a 25 ms
     sparse one); giving every timed call the same predecessor removes that bias from ratios between them."""
+    from torch.utils import benchmark
     a = torch.randn(4096, 4096, device="cuda", dtype=torch.bfloat16)
-    one = cuda_time_ms(lambda: a @ a, warmup=5, reps=10)
+    one = benchmark.Timer(stmt="a @ a", globals={"a": a}).blocked_autorange(min_run_time=0.2).median * 1000
     repeats = max(1, round(ms / one))
 
     def run() -> None:
@@ -50,7 +55,8 @@ def interleaved_time_ms(fns: dict[str, Callable[[], object]], warmup: int = 2, r
 
     Each timed run follows the same fixed load (steady_load), and the order rotates every round, so clock drift
     and the previous call's heat fall equally on every function and ratios between them (speed of light, layout
-    cost) stay fair."""
+    cost) stay fair. Why not a library: torch.utils.benchmark and do_bench time one function at a time, so a slow
+    dense call and a fast sparse one would run at different clocks."""
     load = steady_load()
     for fn in fns.values():
         for _ in range(warmup):

@@ -45,31 +45,41 @@ TEXT_LENGTH = 16
 CLIP_LENGTH = 77  # HunyuanVideo asks CLIP for 77 tokens whatever the tokenizer says
 
 
-def _clip(hidden: int) -> tuple[CLIPTokenizer, CLIPTextModel]:
+def clip_tokenizer() -> CLIPTokenizer:
+    """CLIP's tokenizer over a small in-memory vocabulary (no download); 77 tokens as in every CLIP pipeline."""
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, **{t: i + 2 for i, t in enumerate(VOCAB)}}
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_LENGTH)
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=CLIP_LENGTH)
+
+
+def t5_tokenizer(length: int = TEXT_LENGTH) -> T5TokenizerFast:
+    return T5TokenizerFast(vocab=[(t, -float(i)) for i, t in enumerate(VOCAB)], unk_token="<unk>", eos_token="</s>",
+                           pad_token="<pad>", model_max_length=length)
+
+
+def llama_tokenizer(length: int = TEXT_LENGTH) -> LlamaTokenizerFast:
+    return LlamaTokenizerFast(vocab={t: i for i, t in enumerate(VOCAB)}, merges=[], model_max_length=length,
+                              bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
+
+
+def _clip(hidden: int) -> tuple[CLIPTokenizer, CLIPTextModel]:
+    tokenizer = clip_tokenizer()
     config = CLIPTextConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_attention_heads=2,
-                            num_hidden_layers=1, vocab_size=len(vocab), max_position_embeddings=CLIP_LENGTH,
+                            num_hidden_layers=1, vocab_size=len(tokenizer), max_position_embeddings=CLIP_LENGTH,
                             projection_dim=hidden, bos_token_id=0, eos_token_id=1, pad_token_id=1)
     return tokenizer, CLIPTextModel(config).eval()
 
 
 def _t5(hidden: int) -> tuple[T5TokenizerFast, T5EncoderModel]:
-    tokenizer = T5TokenizerFast(vocab=[(t, -float(i)) for i, t in enumerate(VOCAB)], unk_token="<unk>",
-                                eos_token="</s>", pad_token="<pad>", model_max_length=TEXT_LENGTH)
     config = T5Config(d_model=hidden, d_ff=2 * hidden, num_layers=1, num_heads=2, d_kv=hidden // 2,
                       vocab_size=len(VOCAB) + 8, decoder_start_token_id=0, pad_token_id=3, eos_token_id=2)
-    return tokenizer, T5EncoderModel(config).eval()
+    return t5_tokenizer(), T5EncoderModel(config).eval()
 
 
 def _llama(hidden: int) -> tuple[LlamaTokenizerFast, LlamaModel]:
-    vocab = {t: i for i, t in enumerate(VOCAB)}
-    tokenizer = LlamaTokenizerFast(vocab=vocab, merges=[], model_max_length=TEXT_LENGTH, bos_token="<s>",
-                                   eos_token="</s>", unk_token="<unk>", pad_token="<pad>")
     config = LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_attention_heads=2,
-                         num_key_value_heads=2, num_hidden_layers=3, vocab_size=len(vocab), pad_token_id=3,
+                         num_key_value_heads=2, num_hidden_layers=3, vocab_size=len(VOCAB), pad_token_id=3,
                          max_position_embeddings=64)
-    return tokenizer, LlamaModel(config).eval()
+    return llama_tokenizer(), LlamaModel(config).eval()
 
 
 def tiny_flux(seed: int = 0) -> FluxPipeline:

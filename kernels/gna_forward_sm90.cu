@@ -47,8 +47,11 @@ int head_dim() { return GNA_HEAD_DIM; }
 
 const char* forward_sm90(void const* q, void const* k, void const* v, void* out, float* lse, int batch, int heads,
                          int q_tokens, int kv_tokens, int head_dim, float scale, TileParams const& tiles, bool natural,
+                         void const* extra_k, void const* extra_v, int const* extra_counts, int extra_tokens,
                          int max_ctas, void* cuda_stream) {
   if (head_dim != GNA_HEAD_DIM) return "head_dim differs from the compiled configuration";
+  if (extra_k != nullptr && (extra_v == nullptr || extra_counts == nullptr || extra_tokens < 1))
+    return "extra tokens need keys, values, per-batch counts and at least one token";
   int groups = 1;
   for (int d = 0; d < kMaxDims; ++d) groups *= tiles.dilation[d];
   int q_tiled_tokens = tiles.q_tiles_per_group * groups * get<0>(TileShape{});
@@ -84,6 +87,12 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   describe(&params.mainloop.k, k, kv_view, false);
   describe(&params.mainloop.v, v, kv_view, false);
   describe(&params.epilogue.o, out, q_view, true);
+  if (extra_k != nullptr) {
+    params.mainloop.extra_view = TokenView::sequence(batch, heads, head_dim, extra_tokens);
+    params.mainloop.extra_counts = extra_counts;
+    describe(&params.mainloop.extra_k, extra_k, params.mainloop.extra_view, false);
+    describe(&params.mainloop.extra_v, extra_v, params.mainloop.extra_view, false);
+  }
   if (error != nullptr) return error;
   int device = 0, sm_count = 0;
   if (cudaGetDevice(&device) != cudaSuccess ||

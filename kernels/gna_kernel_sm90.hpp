@@ -40,6 +40,7 @@ struct KernelSm90 {
   struct TileSlot {
     TileCoord at;
     TileBox box;
+    int extra_keys;  // valid extra tokens of the tile's batch entry (Mainloop::extra_keys)
   };
 
   struct SharedStorage {
@@ -77,9 +78,9 @@ struct KernelSm90 {
   // mbarrier asm declares no memory effects); the barriers order them for the hardware.
   CUTLASS_DEVICE static void compiler_fence() { asm volatile("" ::: "memory"); }
 
-  // A consumer warpgroup's view of its CTA's work tiles (`count` of them), in the producer's order: `next(at)` sets
-  // the next one's coordinates and returns its box, which stays in shared memory until the following call (read
-  // where it is used rather than held in registers).
+  // A consumer warpgroup's view of its CTA's work tiles (`count` of them), in the producer's order: `next(at,
+  // extra_keys)` sets the next one's coordinates and valid extra tokens and returns its box, which stays in shared
+  // memory until the following call (read where it is used rather than held in registers).
   struct WorkTiles {
     int count;
     PipelineTiles* pipeline;
@@ -87,7 +88,7 @@ struct KernelSm90 {
     typename PipelineTiles::PipelineState read;
     bool holding;  // a slot is held (after the first call)
 
-    CUTLASS_DEVICE TileBox const& next(TileCoord& at) {
+    CUTLASS_DEVICE TileBox const& next(TileCoord& at, int& extra_keys) {
       if (holding) {
         compiler_fence();  // the held slot's reads come before its release
         pipeline->consumer_release(read);
@@ -97,6 +98,7 @@ struct KernelSm90 {
       pipeline->consumer_wait(read);
       compiler_fence();  // the slot is read after the wait
       at = slots[read.index()].at;
+      extra_keys = slots[read.index()].extra_keys;
       return slots[read.index()].box;
     }
   };
@@ -146,12 +148,14 @@ struct KernelSm90 {
       for (int tile = blockIdx.x; tile < work_tiles(params); tile += step) {
         TileCoord at = coord(params, tile);
         TileBox box = TileBox::make(params.mainloop.tiles, at.q_linear);
+        int extra_keys = Mainloop::extra_keys(params.mainloop, at.batch);
         pipeline_tiles.producer_acquire(tile_write);
-        storage.tile_slot[tile_write.index()] = TileSlot{at, box};
+        storage.tile_slot[tile_write.index()] = TileSlot{at, box, extra_keys};
         compiler_fence();  // written before the arrival that publishes it
         pipeline_tiles.producer_commit(tile_write);
         ++tile_write;
-        mainloop.load(at, box, params.mainloop, pipeline_kv, kv_write, pipeline_q, q_write, storage.tensors);
+        mainloop.load(at, box, extra_keys, params.mainloop, pipeline_kv, kv_write, pipeline_q, q_write,
+                      storage.tensors);
       }
     } else {
       cutlass::arch::warpgroup_reg_alloc<kConsumerRegisters>();

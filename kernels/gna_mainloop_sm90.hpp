@@ -1,5 +1,6 @@
-// Hopper (sm90a) GNA mainloop: TMA loads of Q and of the K/V tiles in each Q tile's box, WGMMA for QK^T and PV,
-// online softmax, the token-level neighborhood mask only on partially covered KV tiles.
+// Hopper (sm90a) GNA mainloop: TMA loads of Q and of the K/V tiles in each Q tile's box, then of the extra (text)
+// K/V tiles every query sees, WGMMA for QK^T and PV, online softmax, the token-level neighborhood mask only on
+// partially covered KV tiles and a key-count cut on a partial last extra tile.
 //
 // The kernel (gna_kernel_sm90.hpp) runs `load` on its producer thread and `compute` on each of its two consumer
 // warpgroups (64 query rows each). The WGMMA shared-memory layouts and the accumulator helpers come from CUTLASS
@@ -100,19 +101,38 @@ struct MainloopSm90 {
     float scale_softmax_log2;  // softmax scale applied to q.k, times log2(e)
     TileParams tiles;
     KeyMask key_mask;  // KeyMask::make(tiles)
+    // Extra (text) tokens every query sees, [batch, extra tokens, heads, head_dim] with each batch entry's valid
+    // tokens first: whole-tile boxes over extra_view (TokenView::sequence), and per batch entry the number of valid
+    // ones. extra_counts is nullptr without extra tokens (the descriptors are then never used).
+    cute::TmaDescriptor extra_k, extra_v;
+    TokenView extra_view;
+    int const* extra_counts;
   };
 
   CUTLASS_DEVICE static void prefetch_tma_descriptors(Params const& params) {
     cute::prefetch_tma_descriptor(&params.q);
     cute::prefetch_tma_descriptor(&params.k);
     cute::prefetch_tma_descriptor(&params.v);
+    if (params.extra_counts != nullptr) {
+      cute::prefetch_tma_descriptor(&params.extra_k);
+      cute::prefetch_tma_descriptor(&params.extra_v);
+    }
   }
+
+  // Valid extra tokens of batch entry `batch` (0 without extra tokens), clipped to the extra tensors' length.
+  CUTLASS_DEVICE static int extra_keys(Params const& params, int batch) {
+    if (params.extra_counts == nullptr) return 0;
+    return imin(imax(params.extra_counts[batch], 0), params.extra_view.tokens);
+  }
+
+  // KV steps of a work tile: its box's tiles, then ceil(extra_keys / 128) extra tiles.
+  CUTLASS_HOST_DEVICE static int extra_tiles(int extra_keys) { return (extra_keys + kTileRows - 1) / kTileRows; }
 
   // Producer (the kernel's one load thread): both warpgroups' Q halves, then K and V of every tile in the
   // box (TileBox::make of the Q tile) in loop order, with Q's second half after the first K so the first product
-  // can start early.
-  CUTLASS_DEVICE void load(TileCoord const& at, TileBox const& box, Params const& params, MainloopPipeline& pipeline,
-                           PipelineState& smem_pipe_write, MainloopPipelineQ& pipeline_q,
+  // can start early, then K and V of the batch entry's extra tiles (`extra_keys` valid extra tokens).
+  CUTLASS_DEVICE void load(TileCoord const& at, TileBox const& box, int extra_keys, Params const& params,
+                           MainloopPipeline& pipeline, PipelineState& smem_pipe_write, MainloopPipelineQ& pipeline_q,
                            PipelineStateQ& smem_pipe_write_q, SharedStorage& storage) {
     int q_linear = at.q_linear, batch = at.batch, head = at.head;
 
@@ -125,24 +145,33 @@ struct MainloopSm90 {
       ++smem_pipe_write_q;
     };
     TileCursor cursor = TileCursor::first(box);
-    auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base) {
+    // K or V of tile `linear` of `view` (the grid's K/V tiles, or the extra tokens').
+    auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base, TokenView const& view, int linear) {
       int c[kMaxDims];
-      params.kv_view.origin(cursor.linear(params.tiles, box), cursor.kv, c);
+      view.origin(linear, cursor.kv, c);
       pipeline.producer_acquire(smem_pipe_write);
       load_tile<kHeadDim, kTileRows>(desc, pipeline.producer_get_barrier(smem_pipe_write),
                                      base + smem_pipe_write.index() * kKVStage, c, head, batch);
       ++smem_pipe_write;
     };
+    auto load_grid_kv = [&](cute::TmaDescriptor const* desc, Element* base) {
+      load_kv(desc, base, params.kv_view, cursor.linear(params.tiles, box));
+    };
 
     load_q(0);
-    load_kv(&params.k, storage.smem_k.data());
+    load_grid_kv(&params.k, storage.smem_k.data());
     load_q(1);
-    load_kv(&params.v, storage.smem_v.data());
+    load_grid_kv(&params.v, storage.smem_v.data());
     CUTLASS_PRAGMA_NO_UNROLL
     for (int loop = 1; loop < box.count; ++loop) {
       cursor.advance(box, loop);
-      load_kv(&params.k, storage.smem_k.data());
-      load_kv(&params.v, storage.smem_v.data());
+      load_grid_kv(&params.k, storage.smem_k.data());
+      load_grid_kv(&params.v, storage.smem_v.data());
+    }
+    CUTLASS_PRAGMA_NO_UNROLL
+    for (int tile = 0; tile < extra_tiles(extra_keys); ++tile) {
+      load_kv(&params.extra_k, storage.smem_k.data(), params.extra_view, tile);
+      load_kv(&params.extra_v, storage.smem_v.data(), params.extra_view, tile);
     }
   }
 
@@ -287,14 +316,15 @@ struct MainloopSm90 {
     return op;
   }
 
-  // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles, taken
-  // with `tiles.next(at)`, which returns the box), as one stream of KV steps. The products are software-pipelined as in
-  // FlashAttention-3: QK^T of step i and PV of step i-1 are in flight together, and the softmax of step i runs while
-  // PV(i-1) still computes. The stream does not stop between work tiles: the next tile's first QK^T and softmax overlap
-  // the last PV of the one before, and that tile's epilogue (`store_tile(at, output, lse, staging smem)`, which issues
-  // the store) runs while the next QK^T computes. The staging buffer is the finished tile's Q stage; it goes back to
-  // the producer once `wait_staging_read()` returns, which the warpgroup asks only after its next products are in, so
-  // the TMA unit's read of the buffer never holds up an issue.
+  // One consumer warpgroup's pass over its work tiles (`tiles.count` of them, each a Q tile's box of KV tiles and its
+  // batch entry's extra tiles, taken with `tiles.next(at, extra_keys)`, which returns the box), as one stream of KV
+  // steps. The products are software-pipelined as in FlashAttention-3: QK^T of step i and PV of step i-1 are in flight
+  // together, and the softmax of step i runs while PV(i-1) still computes. The stream does not stop between work tiles:
+  // the next tile's first QK^T and softmax overlap the last PV of the one before, and that tile's epilogue
+  // (`store_tile(at, output, lse, staging smem)`, which issues the store) runs while the next QK^T computes. The
+  // staging buffer is the finished tile's Q stage; it goes back to the producer once `wait_staging_read()` returns,
+  // which the warpgroup asks only after its next products are in, so the TMA unit's read of the buffer never holds up
+  // an issue.
   template <class WorkTiles, class StoreTile, class WaitStagingRead>
   CUTLASS_DEVICE void compute(WorkTiles& tiles, int wg, Params const& params, MainloopPipeline& pipeline,
                               PipelineState& smem_pipe_read, MainloopPipelineQ& pipeline_q,
@@ -323,17 +353,21 @@ struct MainloopSm90 {
 
     // The current work tile: its box, which keys each of this thread's query rows sees, and (while the box's
     // border is visited) the coordinates of the next border tile to mask. KV tiles come interior first (no mask),
-    // then border: gna_tile_box.hpp.
+    // then border (gna_tile_box.hpp), then the extra tiles: whole ones unmasked, a partial last one cut to its keys.
     int tile = 0;
     TileCoord at;
     TileBox const* box;
     int box_count, interior_count;  // of *box, read once
+    int extra_keys;                 // valid extra tokens of the tile's batch entry
+    int whole_end, steps;           // steps [box_count, whole_end) are whole extra tiles; a partial one ends `steps`
     RowWindow rows[kRows];
     TileCursor border;
     auto begin_tile = [&]() {
-      box = &tiles.next(at);
+      box = &tiles.next(at, extra_keys);
       box_count = box->count;
       interior_count = box->interior_count;
+      whole_end = box_count + extra_keys / kTileRows;
+      steps = box_count + extra_tiles(extra_keys);
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, *box, row_base + get<0>(tScS_mn(i, 0)));
       if (interior_count == 0) border = TileCursor::first(*box);
@@ -363,11 +397,18 @@ struct MainloopSm90 {
       wait_staging_read();
       pipeline_q.consumer_release(staging_q);
     };
-    // Step `loop`'s mask (if it is a border step) and the cursor moved on to the next step's tile, done while the
-    // step's products compute, so that only the bit tests wait for the scores.
+    // Step `loop`'s mask (a border step's or a partial extra tile's) and the cursor moved on to the next step's
+    // tile, done while the step's products compute, so that only the bit tests wait for the scores.
     uint32_t mask[kRows][2];
+    auto is_masked = [&](int loop) { return (loop >= interior_count && loop < box_count) || loop >= whole_end; };
     auto prepare_mask = [&](int loop, bool masked) {
-      if (masked) params.key_mask.tile_keys(params.tiles, *box, border.kv, rows, get<1>(tScS_mn(0, 0)), mask);
+      if (masked) {
+        if (loop < box_count) {
+          params.key_mask.tile_keys(params.tiles, *box, border.kv, rows, get<1>(tScS_mn(0, 0)), mask);
+        } else {
+          KeyMask::first_keys(extra_keys % kTileRows, get<1>(tScS_mn(0, 0)), mask);
+        }
+      }
       if (loop + 1 < box_count && loop + 1 >= interior_count) border.advance(*box, loop + 1);
     };
 
@@ -412,7 +453,7 @@ struct MainloopSm90 {
     int loop = 1;  // KV step inside the current tile
     CUTLASS_PRAGMA_NO_UNROLL
     while (true) {
-      if (loop == box_count) {  // the next step is the next work tile's first
+      if (loop == steps) {  // the next step is the next work tile's first
         if (tile + 1 == tiles.count) break;
         done_at = at;
         done_q = smem_pipe_read_q;
@@ -421,7 +462,7 @@ struct MainloopSm90 {
         begin_tile();
         loop = 0;
       }
-      bool masked = loop >= interior_count;
+      bool masked = is_masked(loop);
 
       k_read = v_read;
       ++k_read;  // K of this step
@@ -461,7 +502,7 @@ struct MainloopSm90 {
       pv_first = loop == 0;
       store_due = loop == 0;
       // A one-step tile: the next step already needs the Q stage this store frees (two per warpgroup).
-      if (store_due && box_count == 1) {
+      if (store_due && steps == 1) {
         store();
         release_staging();
         store_due = false;

@@ -334,6 +334,17 @@ struct KeyMask {
       }
     }
   }
+
+  // The same sets for a tile of which only the first `keys` keys exist (0 < keys <= 128: the extra tokens' last
+  // tile), which every row sees: bit k of sets[i][e] is set where 8k + base + e < keys. Bits above 15 carry no
+  // meaning.
+  template <int kRows>
+  GNA_HOST_DEVICE static void first_keys(int keys, int base, uint32_t (&sets)[kRows][2]) {
+    for (int e = 0; e < 2; e++) {
+      uint32_t seen = (1u << imin(imax((keys - base - e + 7) >> 3, 0), 16)) - 1u;
+      for (int i = 0; i < kRows; i++) sets[i][e] = seen;
+    }
+  }
 };
 
 }  // namespace gna

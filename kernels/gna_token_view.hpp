@@ -71,6 +71,12 @@ struct TokenView {
     }
     return v;
   }
+
+  // A plain sequence of `tokens` tokens in 128-token tiles, the tiled layout's view: the extra (text) tokens.
+  static TokenView sequence(int batch, int heads, int head_dim, int tokens) {
+    TileParams unused{};
+    return make(unused, unused.kv_tile_log2, false, batch, heads, head_dim, tokens);
+  }
 };
 
 }  // namespace gna

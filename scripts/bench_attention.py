@@ -1,10 +1,14 @@
 """Time GNA backends against dense cuDNN SDPA on the published configurations; print a table, write JSON records.
 
 Every row carries the dense baseline measured in the same run, so `sol_fraction = dense_ms * density / kernel_ms`
-(1.0 = exactly the dense kernel's speed on the work that remains). `ms` is the whole call, token layout included
-(a permute in and out for flex; none for cutlass at dilation 1, whose kernel reads the model's token order);
-`kernel_ms` is the attention alone, on pre-tiled tensors where the backend needs them. The dense baseline, the call
-and the kernel are timed in alternation, so clock drift during the run cannot favour one of them.
+(1.0 = exactly the dense kernel's speed on the work that remains) and `tile_sol = dense_ms / tile_bound / kernel_ms`
+(1.0 = the dense kernel's speed per tile pair, counting the tile pairs the backend's own tile shapes visit, masked and
+padded keys included). `ms` is the whole call, token layout included (a permute in and out for flex; none for
+cutlass at dilation 1, whose kernel reads the model's token order); `kernel_ms` is the attention alone, on pre-tiled
+tensors where the backend needs them. The dense baseline, the call and the kernel are timed in alternation, so clock
+drift during the run cannot favour one of them. Cases with text tokens (`*_text`) give every grid query `extra`
+extra keys of which the first `extra_valid` are valid (all without a mask); their dense baseline is dense SDPA over
+the grid and the valid text keys.
 
     python scripts/bench_attention.py --out bench/results/attention_h100.json [--backends flex cutlass] [--cases ...]
 """
@@ -16,7 +20,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -24,7 +28,8 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 import gna_diffusers
 from gna_diffusers.backends.registry import select_backend
 from gna_diffusers.ops.inputs import make_inputs
-from gna_diffusers.ops.simulator import simulate
+from gna_diffusers.ops.params import GNAParams
+from gna_diffusers.ops.simulator import SimResult, simulate
 from gna_diffusers.timing import environment, interleaved_time_ms
 
 
@@ -35,11 +40,15 @@ class Case:
     window: tuple[int, ...]
     stride: tuple[int, ...]
     heads: int
+    extra: int = 0                       # extra (text) tokens every grid query sees
+    extra_valid: Optional[int] = None    # of which the first ones are valid (a prefix mask); None: no mask
 
 
 CASES = [
     Case("hunyuan_video", (30, 48, 80), (18, 24, 24), (16, 8, 8), 24),
+    Case("hunyuan_video_text", (30, 48, 80), (18, 24, 24), (16, 8, 8), 24, extra=256, extra_valid=64),
     Case("flux_4k", (256, 256), (80, 80), (16, 16), 24),
+    Case("flux_4k_text", (256, 256), (80, 80), (16, 16), 24, extra=512),
     Case("cosmos", (16, 44, 80), (8, 24, 24), (8, 8, 8), 32),
     Case("hunyuan_video_stride1", (30, 48, 80), (18, 24, 24), (1, 1, 1), 24),
     Case("flux_4k_stride1", (256, 256), (80, 80), (1, 1), 24),
@@ -63,7 +72,7 @@ def dense_sdpa(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> tuple[Calla
 
 def kernel_only(backend_name: str, inputs):
     """A closure running the backend's kernel alone (inputs pre-tiled where it needs a tiled layout), or None."""
-    if backend_name == "flex":
+    if backend_name == "flex" and inputs.extra_key is None:  # flex runs extra tokens as a second pass
         from gna_diffusers.backends.flex import TILE_VOLUME, flex_gna_tiled, gna_block_mask
         from gna_diffusers.ops.tiles import choose_tile
         tile = choose_tile(inputs.params, TILE_VOLUME)
@@ -76,38 +85,74 @@ def kernel_only(backend_name: str, inputs):
     return None
 
 
+def kernel_tiles(backend_name: str, params: GNAParams) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The Q and KV tile shapes the backend runs this problem with."""
+    if backend_name == "cutlass":
+        from gna_diffusers.backends import cutlass
+        plan = cutlass._plan(params)
+        return plan.q_layout.tile, plan.kv_layout.tile
+    from gna_diffusers.backends.flex import TILE_VOLUME
+    from gna_diffusers.ops.tiles import choose_tile
+    tile = choose_tile(params, TILE_VOLUME)
+    return tile, tile
+
+
+def tile_bound(sim: SimResult, extra_valid: int, tile_volume: int = 128) -> float:
+    """Dense tile pairs over visited ones, the valid extra keys counted as ceil(valid / 128) more KV tiles per Q tile
+    (as the cutlass kernel visits them) and as keys of the dense problem."""
+    n = sim.tokens
+    extra_tiles = -(-extra_valid // tile_volume)
+    dense = -(-n // tile_volume) * -(-(n + extra_valid) // tile_volume)
+    return dense / (sim.visited_tiles + sim.q_tiles * extra_tiles)
+
+
 def run_case(case: Case, backends: list[str], dtype: torch.dtype, head_dim: int) -> list[dict]:
     n = math.prod(case.grid)
     q, k, v = (torch.randn(1, n, case.heads, head_dim, device="cuda", dtype=dtype) for _ in range(3))
-    dense_call, base_name = dense_sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+    extra = {}
+    valid = case.extra if case.extra_valid is None else case.extra_valid
+    if case.extra:
+        ek, ev = (torch.randn(1, case.extra, case.heads, head_dim, device="cuda", dtype=dtype) for _ in range(2))
+        extra = dict(extra_key=ek, extra_value=ev)
+        if case.extra_valid is not None:
+            extra["extra_mask"] = (torch.arange(case.extra, device="cuda") < valid)[None, :]
+        dense_k, dense_v = torch.cat([k, ek[:, :valid]], dim=1), torch.cat([v, ev[:, :valid]], dim=1)
+    else:
+        dense_k, dense_v = k, v
+    dense_call, base_name = dense_sdpa(q.transpose(1, 2), dense_k.transpose(1, 2), dense_v.transpose(1, 2))
     sim = simulate(case.grid, case.window, case.stride)
+    # attended (query, key) pairs over the dense problem's: the grid's neighborhoods plus every valid text key
+    density = (sim.density * n + valid) / (n + valid)
     rows = []
     for name in backends:
-        inputs = make_inputs(q, k, v, grid=case.grid, window=case.window, stride=case.stride)
+        inputs = make_inputs(q, k, v, grid=case.grid, window=case.window, stride=case.stride, **extra)
         try:
             select_backend(name, inputs)
         except ValueError as err:
             print(f"[{case.name}] skip {name}: {err}", file=sys.stderr)
             continue
         call = lambda: gna_diffusers.gna_attention(q, k, v, grid=case.grid, window=case.window,  # noqa: E731
-                                                   stride=case.stride, backend=name)
+                                                   stride=case.stride, backend=name, **extra)
         fns = {"dense": dense_call, "total": call}
         kernel_fn = kernel_only(name, inputs)
         if kernel_fn is not None:
             fns["kernel"] = kernel_fn
         ms = interleaved_time_ms(fns)
         base_ms, total, kernel = ms["dense"], ms["total"], ms.get("kernel", ms["total"])
-        flops = 4 * case.heads * head_dim * n * n * sim.density
+        q_tile, kv_tile = kernel_tiles(name, inputs.params)
+        bound = tile_bound(simulate(case.grid, case.window, case.stride, q_tile=q_tile, kv_tile=kv_tile), valid)
+        dense_flops = 4 * case.heads * head_dim * n * (n + valid)
         rows.append({
             "case": case.name, "backend": name, "grid": list(case.grid), "window": list(case.window),
-            "stride": list(case.stride), "heads": case.heads, "head_dim": head_dim,
-            "dtype": str(dtype).replace("torch.", ""), "ms": total, "kernel_ms": kernel, "dense_ms": base_ms,
-            "dense_backend": base_name, "density": sim.density, "fully_block_sparse": sim.fully_block_sparse,
-            "sol_fraction": base_ms * sim.density / kernel, "effective_tflops": flops / kernel / 1e9,
-            "dense_tflops": 4 * case.heads * head_dim * n * n / base_ms / 1e9, "layout_ratio": total / kernel,
-            **environment(),
+            "stride": list(case.stride), "heads": case.heads, "head_dim": head_dim, "extra_tokens": case.extra,
+            "extra_valid": valid, "dtype": str(dtype).replace("torch.", ""), "ms": total, "kernel_ms": kernel,
+            "dense_ms": base_ms, "dense_backend": base_name, "density": density,
+            "fully_block_sparse": sim.fully_block_sparse, "q_tile": list(q_tile), "kv_tile": list(kv_tile),
+            "tile_bound": bound, "sol_fraction": base_ms * density / kernel, "tile_sol": base_ms / bound / kernel,
+            "effective_tflops": dense_flops * density / kernel / 1e9, "dense_tflops": dense_flops / base_ms / 1e9,
+            "layout_ratio": total / kernel, **environment(),
         })
-    del q, k, v
+    del q, k, v, extra, dense_k, dense_v
     torch.cuda.empty_cache()
     return rows
 
@@ -131,11 +176,12 @@ def main() -> int:
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(sys.argv), "records": rows}, f, indent=1)
     header = (f"{'case':24} {'backend':8} {'ms':>8} {'kernel':>8} {'dense':>8} {'density':>7} {'SOL':>5} "
-              f"{'TFLOP/s':>8} {'layout':>6}")
+              f"{'tileSOL':>7} {'TFLOP/s':>8} {'layout':>6}")
     print(header)
     for r in rows:
         print(f"{r['case']:24} {r['backend']:8} {r['ms']:8.2f} {r['kernel_ms']:8.2f} {r['dense_ms']:8.2f} "
-              f"{r['density']:7.3f} {r['sol_fraction']:5.2f} {r['effective_tflops']:8.1f} {r['layout_ratio']:6.2f}")
+              f"{r['density']:7.3f} {r['sol_fraction']:5.2f} {r['tile_sol']:7.2f} {r['effective_tflops']:8.1f} "
+              f"{r['layout_ratio']:6.2f}")
     return 0
 
 

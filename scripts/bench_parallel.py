@@ -28,8 +28,6 @@ KERNEL_NAME_CHARS = 80
 def top_kernels(fn: Callable[[], object], count: int = PROFILE_KERNELS) -> list[dict]:
     """The `count` CUDA kernels with the most total time in one call of `fn` (name, total ms, launches): where a
     step's time goes, the all-to-alls and copies included."""
-    from collections import defaultdict
-
     from torch.autograd import DeviceType
     from torch.profiler import ProfilerActivity, profile
 
@@ -37,15 +35,10 @@ def top_kernels(fn: Callable[[], object], count: int = PROFILE_KERNELS) -> list[
     with profile(activities=[ProfilerActivity.CUDA]) as prof:
         fn()
         torch.cuda.synchronize()
-    total_us: dict[str, float] = defaultdict(float)
-    calls: dict[str, int] = defaultdict(int)
-    for event in prof.events():
-        if event.device_type == DeviceType.CUDA:
-            total_us[event.name] += event.time_range.elapsed_us()
-            calls[event.name] += 1
-    ranked = sorted(total_us, key=total_us.get, reverse=True)[:count]
-    return [{"kernel": name[:KERNEL_NAME_CHARS], "total_ms": total_us[name] / 1000, "calls": calls[name]}
-            for name in ranked]
+    kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    ranked = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:count]
+    return [{"kernel": e.key[:KERNEL_NAME_CHARS], "total_ms": e.self_device_time_total / 1000, "calls": e.count}
+            for e in ranked]
 
 
 def worker(args: argparse.Namespace) -> None:

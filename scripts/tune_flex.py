@@ -11,11 +11,12 @@ import math
 import sys
 
 import torch
+from triton.testing import do_bench
 
 from gna_diffusers.backends import flex
 from gna_diffusers.ops.params import GNAParams
 from gna_diffusers.ops.tiles import choose_tile
-from gna_diffusers.timing import cuda_time_ms, environment
+from gna_diffusers.timing import environment
 
 CASES = [("hunyuan_video", (30, 48, 80), (18, 24, 24), (16, 8, 8), 24),
          ("flux_4k", (256, 256), (80, 80), (16, 16), 24),
@@ -45,7 +46,7 @@ def main() -> int:
                               scale=1 / math.sqrt(128), return_lse=True, kernel_options=options or None)
             try:
                 with torch._dynamo.config.patch(recompile_limit=flex.RECOMPILE_LIMIT):
-                    ms = cuda_time_ms(call, warmup=3, reps=15)
+                    ms = do_bench(call, return_mode="median")
             except Exception as err:  # an option set the installed torch rejects: record and go on
                 print(f"{name} {options}: {type(err).__name__}: {str(err)[:200]}", file=sys.stderr)
                 ms = None

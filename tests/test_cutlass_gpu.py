@@ -1,7 +1,10 @@
-"""The compiled `cutlass` backend against the float32 `reference` oracle on random GNA problems (Hopper only).
+"""The compiled `cutlass` backend against the float32 `reference` oracle on random GNA problems (Hopper; the sm100a
+kernel on a compute-capability-10.0 GPU).
 
 Every configuration draws fresh random inputs; the kernel's own output buffers are NaN-poisoned before it runs, so an
-unwritten element or a NaN anywhere fails.
+unwritten element or a NaN anywhere fails. Extra (text) tokens come unmasked or with a mask: random (valid tokens
+anywhere), prefix (each batch entry's first few valid), or with the first batch entry's all masked out, which must
+give exactly the output without extra tokens.
 """
 
 from __future__ import annotations
@@ -48,11 +51,14 @@ def _random_config(rng: random.Random) -> dict:
     cfg = dict(grid=tuple(grid), window=tuple(window), stride=tuple(stride), dilation=tuple(dilation),
                causal=tuple(causal), batch=rng.choice([1, 2]), heads=rng.choice([1, 2, 3]),
                head_dim=rng.choice([64, 128]), dtype=rng.choice([torch.bfloat16, torch.float16]), extra=0,
-               masked=False)
-    if rng.random() < 0.2:
-        cfg["extra"] = rng.randint(1, 40)
-        cfg["masked"] = rng.random() < 0.6
+               mask=None)
+    if rng.random() < 0.25:
+        cfg["extra"] = rng.choice([rng.randint(1, 40), rng.randint(41, 300)])
+        cfg["mask"] = rng.choice(MASKS)
     return cfg
+
+
+MASKS = [None, "random", "prefix", "first_empty"]
 
 
 # Fixed cases the random draw may miss: fully block-sparse (tile-aligned) 2D/3D, dense, causal, dilated 3D.
@@ -67,6 +73,20 @@ FIXED = [
 ]
 
 
+# Extra (text) tokens: M below, at and above one 128-key tile, masked in every way, on blocked, stride-1, dilated
+# (tiled layout) and causal problems, with batch entries of different valid counts.
+EXTRA = [
+    (FIXED[1], 256, "prefix", 2),          # HunyuanVideo-like: 256 text tokens, a few dozen valid per entry
+    (FIXED[0], 512, None, 1),               # FLUX-like: 512 unmasked
+    (FIXED[6], 129, "random", 2),          # one key past a tile, valid tokens anywhere
+    (FIXED[2], 128, "first_empty", 2),     # exactly one tile; the first entry sees no extra token
+    (FIXED[5], 200, "random", 2),          # dilated: the tiled layout
+    (FIXED[4], 77, "prefix", 2),            # causal 1D
+    (FIXED[3], 1, None, 2),                 # a single extra token
+    (FIXED[6], 300, "first_empty", 1),     # every extra token masked out
+]
+
+
 def _configs() -> list[dict]:
     rng = random.Random(20261123)
     fixed = []
@@ -74,8 +94,23 @@ def _configs() -> list[dict]:
         for dtype in (torch.bfloat16, torch.float16):
             for head_dim in (64, 128):
                 fixed.append(dict(base, batch=1 + i % 2, heads=2, head_dim=head_dim, dtype=dtype,
-                                  extra=17 if i % 3 == 0 else 0, masked=i % 2 == 0))
+                                  extra=17 if i % 3 == 0 else 0, mask=MASKS[i % len(MASKS)]))
+    for i, (base, m, mask, batch) in enumerate(EXTRA):
+        for dtype in (torch.bfloat16, torch.float16):
+            fixed.append(dict(base, batch=batch, heads=3, head_dim=(64, 128)[i % 2], dtype=dtype, extra=m,
+                              mask=mask))
     return fixed + [_random_config(rng) for _ in range(NUM_RANDOM)]
+
+
+def _extra_mask(kind: str, batch: int, m: int, gen: torch.Generator) -> torch.Tensor:
+    """[batch, m] bool extra-token mask of the given kind (see the module docstring)."""
+    if kind == "prefix":
+        counts = torch.randint(0, m + 1, (batch,), device="cuda", generator=gen)
+        return torch.arange(m, device="cuda")[None, :] < counts[:, None]
+    mask = torch.rand(batch, m, device="cuda", generator=gen) < 0.6
+    if kind == "first_empty":
+        mask[0] = False
+    return mask
 
 
 def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
@@ -93,10 +128,8 @@ def _run_one(cfg: dict, seed: int) -> None:
         xshape = (cfg["batch"], m, cfg["heads"], cfg["head_dim"])
         extra = dict(extra_key=torch.randn(xshape, device="cuda", dtype=cfg["dtype"], generator=gen),
                      extra_value=torch.randn(xshape, device="cuda", dtype=cfg["dtype"], generator=gen))
-        if cfg["masked"]:
-            mask = torch.rand(cfg["batch"], m, device="cuda", generator=gen) < 0.6
-            mask[0] = False  # one batch element with every extra token masked out
-            extra["extra_mask"] = mask
+        if cfg["mask"] is not None:
+            extra["extra_mask"] = _extra_mask(cfg["mask"], cfg["batch"], m, gen)
     kwargs = dict(grid=cfg["grid"], window=cfg["window"], stride=cfg["stride"], dilation=cfg["dilation"],
                   causal=cfg["causal"], return_lse=True, **extra)
     ref, ref_lse = gna_attention(q, k, v, backend="reference", **kwargs)
@@ -109,21 +142,29 @@ def _run_one(cfg: dict, seed: int) -> None:
 
     # the kernel alone into NaN-poisoned buffers, in each token order it takes: every real query row is written
     inputs = make_inputs(q, k, v, grid=cfg["grid"], window=cfg["window"], stride=cfg["stride"],
-                         dilation=cfg["dilation"], causal=cfg["causal"])
+                         dilation=cfg["dilation"], causal=cfg["causal"], **extra)
     plan = cutlass._plan(inputs.params)
     for natural in ((True, False) if cutlass._natural(inputs.params) else (False,)):
         qk_v = cutlass._kernel_inputs(inputs, plan, natural)
         out_k = torch.full_like(qk_v[0], float("nan"))
         lse_k = torch.full((out_k.shape[0], out_k.shape[2], out_k.shape[1]), float("nan"), device="cuda")
-        cutlass._kernel_call(inputs, plan.flat, natural)(*qk_v, out=out_k, lse=lse_k)
+        cutlass._kernel_call(inputs, plan.flat, natural)(*qk_v, out=out_k, lse=lse_k,
+                                                         extra=cutlass.extra_tokens(inputs))
         if not natural:
             out_k = cutlass._from_tiled(out_k, plan.q_layout)
             lse_k = cutlass._from_tiled(lse_k, plan.q_layout, dim=2)
         order = "natural" if natural else "tiled"
         assert torch.isfinite(out_k).all() and torch.isfinite(lse_k).all(), f"unwritten rows ({order}) for {cfg}"
-        if not extra:
-            assert torch.equal(out_k, out), f"kernel output ({order}) differs from the backend's for {cfg}"
-            assert torch.equal(lse_k.transpose(1, 2), lse), f"kernel lse ({order}) differs for {cfg}"
+        assert torch.equal(out_k, out), f"kernel output ({order}) differs from the backend's for {cfg}"
+        assert torch.equal(lse_k.transpose(1, 2), lse), f"kernel lse ({order}) differs for {cfg}"
+
+    # a batch entry without a valid extra token: exactly GNA without extra tokens
+    empty = [b for b in range(cfg["batch"]) if "extra_mask" in extra and not extra["extra_mask"][b].any()]
+    if empty:
+        plain, plain_lse = gna_attention(q, k, v, backend="cutlass", **{**kwargs, **dict.fromkeys(extra)})
+        for b in empty:
+            assert torch.equal(out[b], plain[b]) and torch.equal(lse[b], plain_lse[b]), \
+                f"batch entry {b} without valid extra tokens differs from GNA without them for {cfg}"
 
 
 @pytest.mark.parametrize("index", range(len(_configs())))
@@ -151,3 +192,26 @@ def test_auto_prefers_cutlass_on_hopper():
     inputs32 = make_inputs(q.float(), q.float(), q.float(), grid=(8, 8), window=4)
     assert select_backend("auto", inputs32).name != "cutlass"
     assert "dtype" in cutlass._why_not(inputs32)
+
+
+def _needs_blackwell():
+    if not torch.cuda.is_available() or torch.cuda.get_device_capability() != (10, 0):
+        pytest.skip("needs a compute capability 10.0 GPU (B200/GB200)")
+
+
+@pytest.mark.parametrize("index", range(len(_configs())))
+def test_sm100_kernel_matches_reference(index, monkeypatch):
+    """The sm100a kernel itself (its first-use self-check skipped), on the same configurations as the Hopper one.
+    Never run here: no Blackwell GPU (docs/blackwell.md)."""
+    _needs_blackwell()
+    monkeypatch.setenv("GNA_SM100_SELFCHECK", "skip")
+    _run_one(_configs()[index], seed=1000 + index)
+
+
+def test_sm100_selfcheck_passes_and_auto_takes_cutlass(monkeypatch):
+    _needs_blackwell()
+    monkeypatch.setenv("GNA_SM100_SELFCHECK", "force")
+    q = torch.randn(1, 64, 2, 128, device="cuda", dtype=torch.bfloat16)
+    inputs = make_inputs(q, q, q, grid=(8, 8), window=4)
+    assert cutlass._why_not(inputs) is None
+    assert select_backend("auto", inputs).name == "cutlass"

@@ -1,10 +1,11 @@
-"""The compiled kernel's tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp), built with the host C++ compiler
-and checked on the CPU against the brute-force neighborhood of GNA_SEMANTICS.md on random problems.
+"""The compiled kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp, gna_row_mask.hpp), built with the
+host C++ compiler and checked on the CPU against the brute-force neighborhood of GNA_SEMANTICS.md on random problems.
 
 For every Q tile: each KV tile is visited once; every tile holding a neighbor of one of its real queries is visited;
 the tiles visited first without a mask (the interior) hold only real keys that are neighbors of all its real queries;
 in the model's token order, each row of the tile maps to the right token (or to none past the grid's end); and the
-key mask the kernel builds for a border KV tile (KeyMask, any tile shape) is exactly each row's real neighbors.
+key mask the kernels build for a border KV tile (KeyMask's per-thread sets on Hopper, row_keys' whole rows on
+Blackwell, any tile shape) is exactly each row's real neighbors.
 """
 
 from __future__ import annotations
@@ -39,6 +40,17 @@ def test_fast_divisor_matches_integer_division(driver):
     """The kernels' multiply-and-shift division is exact over every dividend the tile arithmetic can hold."""
     result = subprocess.run([str(driver), "--divisors"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout[-500:]
+
+
+def test_first_keys_cut_a_partial_extra_tile(driver):
+    """The key sets of the extra (text) tokens' partial last tile: a row sees exactly the tile's first `keys` keys."""
+    result = subprocess.run([str(driver), "--first-keys"], capture_output=True, text=True, check=True, timeout=60)
+    lines = result.stdout.splitlines()
+    assert len(lines) == 128
+    for line in lines:
+        keys, *words = (int(v) for v in line.split())
+        seen = [(words[c // 32] >> (c % 32)) & 1 for c in range(128)]
+        assert seen == [1] * keys + [0] * (128 - keys), f"keys={keys}: wrong key set"
 
 
 def _random_problem(rng: random.Random) -> dict:
@@ -113,9 +125,9 @@ def test_tile_visits_match_brute_force(driver, problem):
         elif line.startswith("kvorigin"):
             fields = [int(v) for v in line.split()[1:]]
             records[len(records) - 1]["kv_origins"][fields[0]] = fields[1:]
-        elif line.startswith("mask"):
+        elif line.startswith("mask") or line.startswith("rowmask"):
             fields = [int(v) for v in line.split()[1:]]
-            records[len(records) - 1]["masks"][fields[0]] = fields[1:]
+            records[len(records) - 1]["masks"].setdefault(fields[0], []).append(fields[1:])
         else:
             records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}, "kv_origins": {}}
     assert len(records) == layout.num_tiles
@@ -145,14 +157,16 @@ def test_tile_visits_match_brute_force(driver, problem):
             assert (keys >= 0).all(), f"tile {t}: interior KV tile {u} holds padding"
             assert neighbors(queries, keys).all(), f"tile {t}: interior KV tile {u} is not fully inside the windows"
         # the kernel's mask of each border KV tile: exactly the real neighbors of every real query row
-        for u, words in records[t]["masks"].items():
+        for u, both in records[t]["masks"].items():
             assert u in visited[interior:], f"tile {t}: mask printed for a KV tile that is not a border tile"
+            assert len(both) == 2, f"tile {t}: KV tile {u} needs its Hopper (mask) and Blackwell (rowmask) lines"
             keys = kv_token[u * 128:(u + 1) * 128]
-            got = torch.tensor([[(words[4 * r + c // 32] >> (c % 32)) & 1 for c in range(128)] for r in range(128)],
-                               dtype=torch.bool)
             real = rows >= 0
             want = neighbors(rows[real], keys.clamp(min=0)) & (keys >= 0)
-            assert torch.equal(got[real], want), f"tile {t}: wrong mask for KV tile {u}"
+            for kind, words in zip(("KeyMask::tile_keys", "row_keys"), both):
+                got = torch.tensor([[(words[4 * r + c // 32] >> (c % 32)) & 1 for c in range(128)]
+                                    for r in range(128)], dtype=torch.bool)
+                assert torch.equal(got[real], want), f"tile {t}: wrong {kind} mask for KV tile {u}"
             masks_checked += 1
     # in the model's order, the K/V load box at each printed origin holds exactly the KV layout's tile
     padded_grid = (1,) * (3 - len(problem["grid"])) + tuple(problem["grid"])

@@ -5,13 +5,17 @@
 // with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
 // the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
 // words of the keys it sees (KeyMask::tile_keys as the kernel's accumulator threads use it: l = base + e for base
-// 0, 2, 4, 6 and e 0, 1); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
+// 0, 2, 4, 6 and e 0, 1), then "rowmask u w0 ... w511": the same from row_keys (gna_row_mask.hpp, a whole row per
+// thread, as the Blackwell kernel uses it); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
 // position where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor
-// against integer division instead: prints "ok", or the first wrong quotient and exits with 4.
+// against integer division instead: prints "ok", or the first wrong quotient and exits with 4. With --first-keys it
+// prints, for every key count 1..128 of a partial extra tile, "keys w0 w1 w2 w3": the keys each row sees
+// (KeyMask::first_keys as the accumulator threads use it, the same four words as "mask").
 #include <cstdint>
 #include <cstdio>
 #include <cstring>
 
+#include "gna_row_mask.hpp"
 #include "gna_tile_box.hpp"
 #include "gna_token_view.hpp"
 
@@ -42,8 +46,35 @@ int check_divisors() {
   return 0;
 }
 
+// The four 32-bit words of the 128 keys a row sees, from the per-thread sets `make(base, sets)` builds for the
+// thread columns 8k + base + e (base 0, 2, 4, 6; e 0, 1).
+template <class MakeSets>
+void print_key_words(MakeSets&& make) {
+  unsigned words[4] = {0, 0, 0, 0};
+  for (int base = 0; base < 8; base += 2) {
+    uint32_t sets[1][2];
+    make(base, sets);
+    for (int e = 0; e < 2; ++e)
+      for (int k = 0; k < 16; ++k) {
+        int col = 8 * k + base + e;
+        if ((sets[0][e] >> k) & 1u) words[col / 32] |= 1u << (col % 32);
+      }
+  }
+  for (unsigned w : words) std::printf(" %u", w);
+}
+
+int print_first_keys() {
+  for (int keys = 1; keys <= 128; ++keys) {
+    std::printf("%d", keys);
+    print_key_words([&](int base, uint32_t (&sets)[1][2]) { gna::KeyMask::first_keys(keys, base, sets); });
+    std::printf("\n");
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--divisors") == 0) return check_divisors();
+  if (argc > 1 && std::strcmp(argv[1], "--first-keys") == 0) return print_first_keys();
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;
   int* rows[] = {p.length,      p.window,          p.stride,       p.dilation,      p.causal,
@@ -88,16 +119,17 @@ int main(int argc, char** argv) {
         std::printf("mask %d", border.linear(p, box));
         for (int row = 0; row < 128; ++row) {
           gna::RowWindow rows[1] = {gna::RowWindow::make(p, box, row)};
+          print_key_words(
+              [&](int base, uint32_t (&sets)[1][2]) { key_mask.tile_keys(p, box, border.kv, rows, base, sets); });
+        }
+        std::printf("\n");
+        std::printf("rowmask %d", border.linear(p, box));
+        for (int row = 0; row < 128; ++row) {
+          uint32_t sets[8];
+          gna::row_keys(key_mask, p, box, border.kv, gna::RowWindow::make(p, box, row), sets);
           unsigned words[4] = {0, 0, 0, 0};
-          for (int base = 0; base < 8; base += 2) {
-            uint32_t sets[1][2];
-            key_mask.tile_keys(p, box, border.kv, rows, base, sets);
-            for (int e = 0; e < 2; ++e)
-              for (int k = 0; k < 16; ++k) {
-                int col = 8 * k + base + e;
-                if ((sets[0][e] >> k) & 1u) words[col / 32] |= 1u << (col % 32);
-              }
-          }
+          for (int col = 0; col < 128; ++col)
+            if (gna::sees_key(sets, col)) words[col / 32] |= 1u << (col % 32);
           for (unsigned w : words) std::printf(" %u", w);
         }
         std::printf("\n");

@@ -1,21 +1,25 @@
-"""GNA through our compiled CUTLASS kernel for Hopper (sm90a), kernels/gna_forward_sm90.cu.
+"""GNA through our compiled CUTLASS kernels: Hopper (sm90a, kernels/gna_forward_sm90.cu) and Blackwell (sm100a,
+kernels/gna_forward_sm100.cu).
 
 Each 128-token Q tile (a box of the grid, ops/tiles.py) visits only the box of 128-token KV tiles (boxes of a shape of
 their own, chosen per problem) covering its queries' windows and masks only partially covered tiles. With dilation 1
 the kernel reads and writes the model's own token order ([B, N, H, D], row-major grid) through multi-dimensional TMA
 boxes, so there is no permute at all; with dilation it runs on the tiled layout (ops/layout.py), permuted in and out
-by one gather each. Each (dtype, head_dim) configuration is its own extension, built by ninja on first use (or ahead
-of time by `gna-diffusers build-kernels`) into a cache directory.
-Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0 GPU, `why_not` says why
-and `auto` picks the next backend (flex). Extra dense tokens are a second pass (flash SDPA over the valid extra keys)
-merged by log-sum-exp.
+by one gather each. Each (arch, dtype, head_dim, schedule) configuration is its own extension, built by ninja on first
+use (or ahead of time by `gna-diffusers build-kernels`) into a cache directory, with the compiler
+`toolchain.find_toolchain()` finds (a CUDA toolkit, else nvcc from PyPI).
+Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0/10.0 GPU, `why_not` says why
+and `auto` picks the next backend (flex). The sm100a kernel has been compiled and its SASS checked, never run here: on
+a B200 it is used only after its first-use self-check against the reference backend passes (selfcheck.py). Extra dense
+tokens (text) are KV tiles of their own that every Q tile of the Hopper kernel visits after its box, in either
+token order: one kernel gives out and log-sum-exp over the union; the sm100a kernel takes them as a second pass (flash
+SDPA over the valid extra keys) merged by log-sum-exp.
 """
 
 from __future__ import annotations
 
 import functools
 import hashlib
-import importlib.util
 import logging
 import math
 import os
@@ -26,11 +30,12 @@ from typing import Callable, NamedTuple, Optional
 
 import torch
 
-from ..ops.merge import merge_attention
+from ..ops.inputs import GNAInputs
 from ..ops.layout import TiledLayout
+from ..ops.merge import merge_attention
 from ..ops.params import GNAParams
 from ..ops.tiles import choose_tiles, tile_counts
-from ..ops.inputs import GNAInputs
+from . import selfcheck, toolchain
 from .registry import Backend, register_backend
 
 logger = logging.getLogger("gna_diffusers")
@@ -41,10 +46,31 @@ SUPPORTED_DTYPES = {torch.bfloat16: "bfloat16", torch.float16: "float16"}
 SUPPORTED_HEAD_DIMS = (64, 128)
 # gna_diffusers/kernels links to the repository's kernels/ and is packaged as data, so wheels carry the sources
 KERNELS_DIR = Path(os.environ.get("GNA_KERNELS_DIR", Path(__file__).resolve().parents[1] / "kernels"))
-NVCC_FLAGS = ["-gencode=arch=compute_90a,code=sm_90a", "-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr",
-              # torch's extension flags hide the half/bfloat16 operators CUTLASS relies on
-              "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
-              "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
+COMMON_NVCC_FLAGS = ["-std=c++17", "-O3", "-DNDEBUG", "--expt-relaxed-constexpr",
+                     # torch's extension flags hide the half/bfloat16 operators CUTLASS relies on
+                     "-U__CUDA_NO_HALF_OPERATORS__", "-U__CUDA_NO_HALF_CONVERSIONS__",
+                     "-U__CUDA_NO_BFLOAT16_CONVERSIONS__", "-U__CUDA_NO_HALF2_OPERATORS__"]
+
+
+class Arch(NamedTuple):
+    """One architecture's kernel: what it is compiled for and from."""
+
+    capability: tuple[int, int]  # the devices it runs on
+    gencode: str                 # nvcc's target ("a": the architecture-specific wgmma / tcgen05 instructions)
+    torch_arch: str              # TORCH_CUDA_ARCH_LIST during the build, so torch adds no plain pass without them
+    example: str                 # the CUTLASS example whose collective headers it includes
+    binding: str                 # the torch binding's source
+    kernel: str                  # the kernel's translation unit (compiled without torch in CI)
+    schedules: tuple[str, ...]   # the build-time schedules it has (SCHEDULES)
+
+
+ARCHS = {
+    "sm90a": Arch((9, 0), "-gencode=arch=compute_90a,code=sm_90a", "9.0a", "88_hopper_fmha", "gna_binding.cpp",
+                  "gna_forward_sm90.cu", ("single", "persistent")),
+    # Blackwell: one Q tile per CTA (the hardware's CTA scheduling balances tiles of uneven cost)
+    "sm100a": Arch((10, 0), "-gencode=arch=compute_100a,code=sm_100a", "10.0a", "77_blackwell_fmha",
+                   "gna_binding_sm100.cpp", "gna_forward_sm100.cu", ("single",)),
+}
 
 # Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu): one Q tile per CTA, or one CTA per SM
 # walking its tiles as one pipelined stream. The backend picks one per problem (`schedule_for`); setting SCHEDULE
@@ -55,8 +81,9 @@ SCHEDULE: Optional[str] = None
 MAX_CTAS: Optional[int] = None
 
 _build_lock = threading.Lock()
-_extensions: dict[tuple[str, int, str], object] = {}
-_build_errors: dict[tuple[str, int, str], str] = {}
+ExtensionKey = tuple[str, str, int, str]  # (arch, dtype name, head_dim, schedule)
+_extensions: dict[ExtensionKey, object] = {}
+_build_errors: dict[ExtensionKey, str] = {}
 
 
 def cache_dir() -> Path:
@@ -67,32 +94,35 @@ def cache_dir() -> Path:
     return Path.home() / ".cache" / "gna_diffusers" / tag
 
 
-def cutlass_paths() -> Optional[tuple[Path, Path]]:
-    """(CUTLASS include dir, 88_hopper_fmha example dir) from the installed nvidia-cutlass wheel, or None."""
-    spec = importlib.util.find_spec("cutlass_library")
-    if spec is None or not spec.submodule_search_locations:
+def cutlass_paths(arch: str = "sm90a") -> Optional[tuple[Path, Path]]:
+    """(CUTLASS include dir, the arch's FMHA example dir) from the installed nvidia-cutlass wheel, or None."""
+    source = toolchain.cutlass_source()
+    if source is None:
         return None
-    source = Path(list(spec.submodule_search_locations)[0]) / "source"
-    include, example = source / "include", source / "examples" / "88_hopper_fmha"
-    if not (include / "cute").is_dir() or not (example / "collective").is_dir():
-        return None
-    return include, example
+    example = source / "examples" / ARCHS[arch].example
+    return (source / "include", example) if (example / "collective").is_dir() else None
 
 
-def toolchain_problem() -> Optional[str]:
-    """Why no kernel can be built here (no nvcc, ninja, CUTLASS headers or kernel sources), else None."""
-    from torch.utils.cpp_extension import CUDA_HOME
-    if torch.version.cuda is None:
-        return "this torch build has no CUDA"
-    if CUDA_HOME is None or shutil.which(os.path.join(CUDA_HOME, "bin", "nvcc")) is None:
-        return "nvcc not found (set CUDA_HOME)"
-    if shutil.which("ninja") is None:
-        return "ninja not found"
-    if cutlass_paths() is None:
-        return "nvidia-cutlass headers and the 88_hopper_fmha example not found (pip install nvidia-cutlass)"
-    if not (KERNELS_DIR / "gna_forward_sm90.cu").is_file():
+def kernel_problem(arch: str = "sm90a") -> Optional[str]:
+    """Why the kernel translation unit of `arch` cannot be compiled here (no nvcc, CUTLASS headers or sources)."""
+    problem = toolchain.toolchain_problem()
+    if problem is not None:
+        return problem
+    if cutlass_paths(arch) is None:
+        return (f"nvidia-cutlass headers and the {ARCHS[arch].example} example not found "
+                "(pip install nvidia-cutlass)")
+    if not (KERNELS_DIR / ARCHS[arch].kernel).is_file():
         return f"kernel sources not found in {KERNELS_DIR} (set GNA_KERNELS_DIR)"
     return None
+
+
+def toolchain_problem(arch: str = "sm90a") -> Optional[str]:
+    """Why no kernel extension can be built here (a CPU-only torch, no nvcc, ninja, headers or sources), else None."""
+    if torch.version.cuda is None:
+        return "this torch build has no CUDA (the kernel's torch binding needs a CUDA build of torch)"
+    if shutil.which("ninja") is None:
+        return "ninja not found (pip install ninja)"
+    return kernel_problem(arch)
 
 
 @functools.lru_cache(maxsize=1)
@@ -105,42 +135,76 @@ def sources_digest() -> str:
     return digest.hexdigest()[:10]
 
 
-def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, schedule: Optional[str] = None):
-    """Build (or load from the cache) the extension of one configuration; raises on failure."""
+def kernel_flags(arch: str, dtype_name: str, head_dim: int, schedule: str) -> list[str]:
+    """nvcc flags of one configuration (without include paths)."""
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r}; allowed: {', '.join(ARCHS)}")
+    if schedule not in ARCHS[arch].schedules:
+        raise ValueError(f"schedule={schedule!r} for {arch}; allowed: {', '.join(ARCHS[arch].schedules)}")
+    if dtype_name not in SUPPORTED_DTYPES.values():
+        raise ValueError(f"dtype={dtype_name!r}; allowed: {', '.join(SUPPORTED_DTYPES.values())}")
+    if head_dim not in SUPPORTED_HEAD_DIMS:
+        raise ValueError(f"head_dim={head_dim}; allowed: {SUPPORTED_HEAD_DIMS}")
+    return ([ARCHS[arch].gencode] + COMMON_NVCC_FLAGS + SCHEDULES[schedule] + [f"-DGNA_HEAD_DIM={head_dim}"]
+            + (["-DGNA_ELEMENT_BF16"] if dtype_name == "bfloat16" else []))
+
+
+def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, schedule: Optional[str] = None,
+                    arch: str = "sm90a"):
+    """Build (or load from the cache) the extension of one configuration; raises on failure.
+
+    The compiler is `toolchain.find_toolchain()`'s (a system toolkit, else nvcc from PyPI); processes building the
+    same configuration at once take turns (`toolchain.locked_build`)."""
     from torch.utils import cpp_extension
     schedule = schedule or SCHEDULE or "single"
-    if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r}; allowed: {', '.join(SCHEDULES)}")
-    include, example = cutlass_paths()
-    name = f"gna_cutlass_sm90_{dtype_name}_d{head_dim}_{schedule}_{sources_digest()}"
+    flags = kernel_flags(arch, dtype_name, head_dim, schedule)
+    chain = toolchain.find_toolchain()
+    if chain is None:
+        raise RuntimeError(toolchain.toolchain_problem())
+    include, example = cutlass_paths(arch)
+    prefix = "gna_cutlass_sm90" if arch == "sm90a" else f"gna_cutlass_{arch}"
+    name = f"{prefix}_{dtype_name}_d{head_dim}_{schedule}_{sources_digest()}"
     build_dir = cache_dir() / name
-    build_dir.mkdir(parents=True, exist_ok=True)
-    flags = (NVCC_FLAGS + SCHEDULES[schedule] + [f"-DGNA_HEAD_DIM={head_dim}"]
-             + (["-DGNA_ELEMENT_BF16"] if dtype_name == "bfloat16" else []))
-    previous = os.environ.get("TORCH_CUDA_ARCH_LIST")
-    os.environ["TORCH_CUDA_ARCH_LIST"] = "9.0a"  # keep torch from adding a plain sm_90 pass (no wgmma there)
-    try:
-        return cpp_extension.load(
-            name=name, sources=[str(KERNELS_DIR / "gna_binding.cpp"), str(KERNELS_DIR / "gna_forward_sm90.cu")],
-            extra_include_paths=[str(KERNELS_DIR), str(include), str(example)], extra_cflags=["-O2", "-std=c++17"],
-            extra_cuda_cflags=flags, build_directory=str(build_dir), verbose=verbose)
-    finally:
-        if previous is None:
-            os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
-        else:
-            os.environ["TORCH_CUDA_ARCH_LIST"] = previous
+    link_dir = toolchain.cudart_link_dir(chain, cache_dir())
+
+    def build():
+        previous = os.environ.get("TORCH_CUDA_ARCH_LIST")
+        os.environ["TORCH_CUDA_ARCH_LIST"] = ARCHS[arch].torch_arch
+        try:
+            with toolchain.torch_cuda_home(chain):
+                return cpp_extension.load(
+                    name=name, sources=[str(KERNELS_DIR / ARCHS[arch].binding), str(KERNELS_DIR / ARCHS[arch].kernel)],
+                    extra_include_paths=[str(KERNELS_DIR), str(include), str(example)],
+                    extra_cflags=["-O2", "-std=c++17"], extra_cuda_cflags=flags,
+                    extra_ldflags=[f"-L{link_dir}"] if link_dir else None, build_directory=str(build_dir),
+                    verbose=verbose)
+        finally:
+            if previous is None:
+                os.environ.pop("TORCH_CUDA_ARCH_LIST", None)
+            else:
+                os.environ["TORCH_CUDA_ARCH_LIST"] = previous
+
+    return toolchain.locked_build(build_dir, build)
 
 
-def extension(dtype_name: str, head_dim: int, schedule: str):
+def arch_of(device: torch.device) -> Optional[str]:
+    """The kernel architecture of a CUDA device (sm90a, sm100a), None for other devices."""
+    if device.type != "cuda":
+        return None
+    capability = torch.cuda.get_device_capability(device)
+    return next((name for name, arch in ARCHS.items() if arch.capability == capability), None)
+
+
+def extension(dtype_name: str, head_dim: int, schedule: str, arch: str = "sm90a"):
     """The loaded extension, building it on first use; None (with the reason in `_build_errors`) if it fails."""
-    key = (dtype_name, head_dim, schedule)
+    key = (arch, dtype_name, head_dim, schedule)
     with _build_lock:
         if key not in _extensions and key not in _build_errors:
-            problem = toolchain_problem()
+            problem = toolchain_problem(arch)
             if problem is None:
                 try:
-                    logger.info("loading the cutlass GNA kernel %s d%d %s (built on first use)", *key)
-                    _extensions[key] = build_extension(dtype_name, head_dim, schedule=schedule)
+                    logger.info("loading the cutlass GNA kernel %s %s d%d %s (built on first use)", *key)
+                    _extensions[key] = build_extension(dtype_name, head_dim, schedule=schedule, arch=arch)
                 except Exception as err:  # a failed build must fall back, never crash the caller
                     problem = f"kernel build failed: {str(err).strip().splitlines()[-1] if str(err) else err!r}"
             if problem is not None:
@@ -200,11 +264,13 @@ def _schedule_by_tiles(params: GNAParams) -> str:
     return "persistent" if visited == unmasked else "single"
 
 
-def schedule_for(params: GNAParams) -> str:
-    """Persistent CTAs when every visited KV tile is unmasked (fully block-sparse or dense: all tiles cost the same,
+def schedule_for(params: GNAParams, arch: str = "sm90a") -> str:
+    """The kernel schedule for a problem on `arch` (the one it has where it has only one). Hopper: persistent CTAs when every visited KV tile is unmasked (fully block-sparse or dense: all tiles cost the same,
     and the stream across tiles hides each tile's start and end: 1-4% on the shipped recipes); one tile per CTA when
     masked border tiles make tiles cost different amounts, which the hardware's CTA scheduling balances (7-10% at
     stride 1; H100 measurements in bench/results/attention_cutlass_*)."""
+    if len(ARCHS[arch].schedules) == 1:
+        return ARCHS[arch].schedules[0]
     return SCHEDULE or _schedule_by_tiles(params)
 
 
@@ -227,28 +293,74 @@ def _natural(params: GNAParams) -> bool:
     return all(d == 1 for d in params.dilation)
 
 
+class ExtraTokens(NamedTuple):
+    """Extra (text) tokens as the kernel takes them: each batch entry's valid tokens first."""
+
+    key: torch.Tensor     # [B, M, H, D], contiguous
+    value: torch.Tensor   # [B, M, H, D], contiguous
+    counts: torch.Tensor  # int32 [B]: valid tokens per batch entry
+
+
+@functools.lru_cache(maxsize=16)
+def _all_valid(batch: int, tokens: int, device: torch.device) -> torch.Tensor:
+    return torch.full((batch,), tokens, dtype=torch.int32, device=device)
+
+
+def extra_tokens(inputs: GNAInputs) -> Optional[ExtraTokens]:
+    """The inputs' extra tokens for the kernel, None without any.
+
+    Without a mask they go as they are. With one, a stable sort of the mask and one gather each of keys and values
+    move every batch entry's valid tokens to the front, a few microseconds; skipping that for a prefix mask would
+    first need the mask on the host, a device-to-host sync that costs more than the gather."""
+    key, value, mask = inputs.extra_key, inputs.extra_value, inputs.extra_mask
+    if key is None or key.shape[1] == 0:
+        return None
+    batch, tokens = key.shape[:2]
+    if mask is None:
+        return ExtraTokens(key.contiguous(), value.contiguous(), _all_valid(batch, tokens, key.device))
+    order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # valid first, each group in order
+    rows = (order + torch.arange(0, batch * tokens, tokens, device=key.device)[:, None]).flatten()
+
+    def compact(x: torch.Tensor) -> torch.Tensor:
+        return x.reshape(batch * tokens, *x.shape[2:]).index_select(0, rows).view(x.shape)
+
+    return ExtraTokens(compact(key), compact(value), mask.sum(1, dtype=torch.int32))
+
+
 def _kernel_call(inputs: GNAInputs, flat: tuple[int, ...], natural: bool) -> Callable:
-    """A function (q, k, v[, out, lse]) -> (out [B, N, H, D], lse [B, H, N]): the kernel alone, tokens in the
-    grid's order (`natural`) or tiled."""
-    ext = extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params))
+    """A function (q, k, v[, out, lse, extra]) -> (out [B, N, H, D], lse [B, H, N]): the kernel alone, tokens in
+    the grid's order (`natural`) or tiled, every query also seeing the `extra` tokens' valid keys."""
+    arch = arch_of(inputs.device)
+    ext = extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params, arch), arch)
     flat_list = list(flat)
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: Optional[torch.Tensor] = None,
-            lse: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+            lse: Optional[torch.Tensor] = None, extra: Optional[ExtraTokens] = None
+            ) -> tuple[torch.Tensor, torch.Tensor]:
         if out is None:
             out = torch.empty_like(q)
         if lse is None:
             lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device, dtype=torch.float32)
-        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural, MAX_CTAS or 0,
+        in_kernel = (*(extra or (None, None, None)),) if arch == "sm90a" else ()   # sm100a: no extra-token inputs
+        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural, *in_kernel, MAX_CTAS or 0,
                     torch.cuda.current_stream(q.device).cuda_stream)
         return out, lse
 
     return run
 
 
+def _kernel_inputs(inputs: GNAInputs, plan: Plan, natural: bool) -> tuple[torch.Tensor, ...]:
+    """q, k, v in the token order the kernel is called with."""
+    if natural:
+        return inputs.query.contiguous(), inputs.key.contiguous(), inputs.value.contiguous()
+    return (_to_tiled(inputs.query, plan.q_layout), _to_tiled(inputs.key, plan.kv_layout),
+            _to_tiled(inputs.value, plan.kv_layout))
+
+
 def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: torch.Tensor,
                     extra_mask: Optional[torch.Tensor], scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dense attention of every query over the valid extra tokens alone, (out [B, N, H, D], lse [B, N, H] fp32).
+    """Dense attention of every query over the valid extra tokens alone, (out [B, N, H, D], lse [B, N, H] fp32), for
+    the sm100a kernel, which has no extra-token path of its own yet.
 
     Flash SDPA per batch element over that element's valid extra keys (a row with none gets out 0, lse -inf)."""
     def flash(q, k, v):
@@ -271,22 +383,16 @@ def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: t
     return torch.cat(outs), torch.cat(lses)
 
 
-def _kernel_inputs(inputs: GNAInputs, plan: Plan, natural: bool) -> tuple[torch.Tensor, ...]:
-    """q, k, v in the token order the kernel is called with."""
-    if natural:
-        return inputs.query.contiguous(), inputs.key.contiguous(), inputs.value.contiguous()
-    return (_to_tiled(inputs.query, plan.q_layout), _to_tiled(inputs.key, plan.kv_layout),
-            _to_tiled(inputs.value, plan.kv_layout))
-
-
 def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
     plan = _plan(inputs.params)
     natural = _natural(inputs.params)
-    out, lse = _kernel_call(inputs, plan.flat, natural)(*_kernel_inputs(inputs, plan, natural))
+    in_kernel = arch_of(inputs.device) == "sm90a"
+    out, lse = _kernel_call(inputs, plan.flat, natural)(*_kernel_inputs(inputs, plan, natural),
+                                                        extra=extra_tokens(inputs) if in_kernel else None)
     if not natural:
         out, lse = _from_tiled(out, plan.q_layout), _from_tiled(lse, plan.q_layout, dim=2)
     lse = lse.transpose(1, 2)
-    if inputs.extra_key is not None:
+    if not in_kernel and inputs.extra_key is not None:
         out_x, lse_x = extra_attention(inputs.query, inputs.extra_key, inputs.extra_value, inputs.extra_mask,
                                        inputs.scale)
         out, lse = merge_attention(out, lse, out_x, lse_x)
@@ -294,33 +400,57 @@ def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
-    """A closure running the kernel alone (no extra tokens; inputs already tiled where the kernel needs the tiled
-    layout), for benchmarks."""
+    """A closure running the kernel alone (inputs already tiled where the kernel needs the tiled layout, extra tokens
+    already compacted), for benchmarks."""
     plan = _plan(inputs.params)
     natural = _natural(inputs.params)
     run = _kernel_call(inputs, plan.flat, natural)
     q, k, v = _kernel_inputs(inputs, plan, natural)
-    return lambda: run(q, k, v)
+    extra = extra_tokens(inputs)
+    return lambda: run(q, k, v, extra=extra)
 
 
-def _is_hopper(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.get_device_capability(device) == (9, 0)
+def _selfcheck_problem(inputs: GNAInputs) -> Optional[str]:
+    """The sm100a kernel is compiled and its SASS checked here, but never run on this project's machines (no B200):
+    on first use per device it must agree with the reference backend (selfcheck.py), else `auto` stays on flex."""
+    from .reference import reference_forward
+    dtype, head_dim = inputs.query.dtype, inputs.head_dim
+    key = selfcheck.verdict_key(inputs.device, sources_digest(), dtype, head_dim)
+    return selfcheck.check(cache_dir() / "selfcheck.json", key, cutlass_forward, reference_forward, inputs.device,
+                           dtype, head_dim, f"the sm100a cutlass GNA kernel ({SUPPORTED_DTYPES[dtype]} d{head_dim})")
 
 
-def _why_not(inputs: GNAInputs) -> Optional[str]:
-    if not _is_hopper(inputs.device):
-        return f"needs a CUDA GPU of compute capability 9.0 (Hopper); inputs are on {inputs.device}"
+def _unsupported(inputs: GNAInputs) -> Optional[str]:
+    """Why the kernel cannot take these inputs at all (device, dtype, head_dim, alignment), else None."""
+    if arch_of(inputs.device) is None:
+        return (f"needs a CUDA GPU of compute capability 9.0 (Hopper) or 10.0 (Blackwell B200/GB200); inputs are on "
+                f"{inputs.device}")
     if inputs.query.dtype not in SUPPORTED_DTYPES:
         return f"dtype {inputs.query.dtype}; the kernel takes bfloat16 or float16"
     if inputs.head_dim not in SUPPORTED_HEAD_DIMS:
         return f"head_dim={inputs.head_dim}; compiled for {SUPPORTED_HEAD_DIMS}"
     if inputs.query.shape[2] * inputs.head_dim * inputs.query.element_size() % 16:
         return "heads * head_dim * element size must be a multiple of 16 bytes (TMA)"
-    key = (SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params))
-    if extension(*key) is None:
-        return _build_errors[key]
     return None
 
 
+def _why_not(inputs: GNAInputs) -> Optional[str]:
+    reason = _unsupported(inputs)
+    if reason is not None:
+        return reason
+    arch = arch_of(inputs.device)
+    key = (arch, SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params, arch))
+    if extension(*key[1:], arch=arch) is None:
+        return _build_errors[key]
+    if arch == "sm100a":
+        return _selfcheck_problem(inputs)
+    return None
+
+
+def _precheck(inputs: GNAInputs) -> Optional[str]:
+    """`_why_not` without building: the inputs, then the toolchain a build (or loading a cached build) needs."""
+    return _unsupported(inputs) or toolchain_problem(arch_of(inputs.device))
+
+
 register_backend(Backend("cutlass", cutlass_forward, _why_not,
-                         priority=lambda device: 30 if _is_hopper(device) else -1))
+                         priority=lambda device: 30 if arch_of(device) is not None else -1, precheck=_precheck))

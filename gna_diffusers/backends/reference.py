@@ -33,7 +33,8 @@ def neighborhood_mask(inputs: GNAInputs, q_index: torch.Tensor,
 
 def grid_windows(inputs: GNAInputs) -> list[DimWindows]:
     p = inputs.params
-    return [dim_windows(p.grid[i], p.window[i], p.stride[i], p.dilation[i], p.causal[i], inputs.device)
+    return [dim_windows(torch.arange(p.grid[i], device=inputs.device), p.grid[i], p.window[i], p.stride[i],
+                        p.dilation[i], p.causal[i])
             for i in range(p.ndim)]
 
 

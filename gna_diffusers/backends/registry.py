@@ -26,6 +26,9 @@ class Backend:
     forward: ForwardFn
     why_not: Callable[[GNAInputs], Optional[str]]  # None if it can run these inputs, else the reason
     priority: Callable[[torch.device], int]        # higher is faster; negative: never chosen by `auto`
+    # why_not without side effects, for a backend whose why_not builds what it needs (a compiled kernel); None:
+    # why_not has none
+    precheck: Optional[Callable[[GNAInputs], Optional[str]]] = None
 
 
 _BACKENDS: dict[str, Backend] = {}
@@ -61,3 +64,10 @@ def select_backend(name: str, inputs: GNAInputs) -> Backend:
             return backend
         refusals.append(f"{backend.name}: {reason}")
     raise ValueError("no backend can run these inputs: " + "; ".join(refusals))
+
+
+def auto_ranking(inputs: GNAInputs) -> list[tuple[Backend, int, Optional[str]]]:
+    """Every backend as `auto` weighs it for `inputs`, highest priority first: (backend, priority, why it cannot run
+    them or None), judged without building anything, so `gna-diffusers env` can say what `auto` picks and why."""
+    ranked = sorted(_BACKENDS.values(), key=lambda b: -b.priority(inputs.device))
+    return [(b, b.priority(inputs.device), (b.precheck or b.why_not)(inputs)) for b in ranked]

@@ -6,22 +6,39 @@ import argparse
 import json
 from pathlib import Path
 
-import torch
-
-from .generate import add_model_arguments
+from .generate import SHIPPED_RECIPE
+from .model import add_model_arguments, device_for, gpus_available, load_pipeline
 
 RANDOM_WEIGHTS_NOTE = ("Random weights at full size: speed only; fidelity figures would be meaningless and are not "
                        "reported. Totals are extrapolated from measured per-step medians.")
+TINY_NOTE = ("Tiny offline pipeline with random weights: checks the tool end to end; its speed and fidelity say nothing "
+             "about real models.")
+WHOLE_PIPELINE_NOTE = ("Whole pipeline calls at full size with random weights: stock diffusers and GNA in the same run, "
+                       "every phase measured; totals add the measured phases up for the default step count.")
 
 
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from .. import compare
+    from ..recipe import load_recipe
+    for recipe in args.recipe or []:
+        load_recipe(recipe)                     # a bad recipe fails before anything is loaded
+    if args.reps < 1:
+        raise ValueError(f"--reps {args.reps}: give 1 or more")
     out_dir = Path(args.out)
-    if args.random_weights:
-        if not torch.cuda.is_available():
-            raise SystemExit("compare --random-weights builds full-size transformers on a CUDA GPU")
+    if args.whole_pipeline:
+        gpus_available(1, "--whole-pipeline")
+        import torch
+
+        from .. import compare, whole_pipeline
+        rows = []
+        for model in args.whole_pipeline:
+            rows.append(whole_pipeline.time_whole_pipeline(
+                whole_pipeline.PIPELINES[model], torch.device("cuda"), compile_transformer=args.compile,
+                recipe=args.recipe[0] if args.recipe else None))
+            print(json.dumps(rows[-1]), flush=True)
+        written = compare.write_report(out_dir, rows, note=WHOLE_PIPELINE_NOTE)
+    elif args.random_weights:
+        gpus_available(1, "--random-weights")
+        from .. import compare
         rows = []
         for model in args.random_weights:
             for backend in args.backend or [None]:
@@ -30,25 +47,25 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(rows[-1]), flush=True)
         written = compare.write_report(out_dir, rows, note=RANDOM_WEIGHTS_NOTE)
     else:
-        from .generate import load_pipeline
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-        dtype = getattr(torch, args.dtype) if args.model else torch.float32
-        pipe, kind, call_args = load_pipeline(args.model, args.tiny_model, device, dtype)
+        from tqdm import tqdm
+        device = device_for(args.device) if args.device else None
+        pipe, kind, call_args = load_pipeline(args.model, args.tiny_model, device, args.dtype, args.download)
         pipe.set_progress_bar_config(disable=True)
+        from .. import compare
         prompts = Path(args.prompts).read_text().splitlines() if args.prompts else ["a red fox in fresh snow"]
         prompts = [p for p in prompts if p.strip()]
-        recipes = args.recipe or {"flux": ["flux-dev-4k"], "hunyuan_video": ["hunyuan-video-720p"],
-                                  "cosmos": ["cosmos-7b-text2world"], "wan": ["wan-720p"], "wan_22": ["wan-720p"],
-                                  "cosmos_predict2": ["cosmos-predict2-text2image"],
-                                  "cosmos_predict2_video": ["cosmos-predict2-video2world"]}[kind]
+        recipes = args.recipe or [SHIPPED_RECIPE[kind]]
+        clip, clip_note = compare.clip_scorer(args.clip_model)
+        notes = [note for note in (compare.lpips_metric()[1], clip_note) if note]
         total = len(prompts) * len(args.seeds) * (1 + len(recipes))
         with tqdm(total=total, desc="compare runs") as progress:
             result = compare.compare_pipeline(pipe, kind, recipes, prompts, args.seeds,
-                                              args.steps or (50 if args.model else 4), call_args, progress)
-        note = "" if args.model else ("Tiny offline pipeline with random weights: checks the tool end to end; its "
-                                      "speed and fidelity say nothing about real models.")
+                                              args.steps or (50 if args.model else 4), call_args, progress, clip)
+        note = "\n\n".join(([] if args.model else [TINY_NOTE]) + notes)
         written = compare.write_report(out_dir, result["rows"], result["runs"], note)
         print(compare.markdown(result["rows"]))
+        for line in notes:
+            print(line)
     for path in written:
         print(f"wrote {path}")
     return 0
@@ -62,10 +79,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", help="text file, one prompt per line")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", type=int)
+    p.add_argument("--clip-model", default="openai/clip-vit-large-patch14",
+                   help="CLIP model (hub id or folder) for CLIP scores; used only if it is on this machine")
     p.add_argument("--random-weights", nargs="+", choices=["flux", "hunyuan_video", "cosmos", "wan", "cosmos_predict2",
                                                           "cosmos_predict2_video"],
                    help="time full-size transformers with random weights on the GPU instead of running pipelines")
+    p.add_argument("--whole-pipeline", nargs="+", choices=["flux", "hunyuan_video"],
+                   help="time whole full-size pipeline calls with random weights on the GPU, phase by phase, stock "
+                        "diffusers against GNA")
+    p.add_argument("--compile", action="store_true",
+                   help="with --whole-pipeline: torch.compile the transformer on both sides")
     p.add_argument("--backend", nargs="+", help="GNA backends to time with --random-weights (e.g. flex cutlass)")
-    p.add_argument("--reps", type=int, default=3, help="timed forwards per mode with --random-weights")
+    p.add_argument("--reps", type=int, default=3,
+                   help="timed forwards per mode with --random-weights (about; median reported)")
     p.add_argument("--out", default="out/compare", help="report directory")
     p.set_defaults(func=run)

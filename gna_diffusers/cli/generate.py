@@ -1,7 +1,7 @@
 """`gna-diffusers generate`: one pipeline run, dense or with a GNA recipe, printing seconds per step.
 
 With no --model it builds a tiny offline pipeline (random weights) so the command works on any machine; with a hub id
-or local path it loads the real model in bf16 on the GPU.
+(already downloaded, or with --download) or a local pipeline folder it loads the real model in bf16 on the GPU.
 """
 
 from __future__ import annotations
@@ -10,29 +10,13 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Optional
 
-import torch
-
-from ..parallel import enable_context_parallel, init_from_env, launch
-from ..compare import StepTimer
-from ..pipeline import enable_gna, gna_state
-from ..tiny import TINY_PIPELINES
+from .model import add_model_arguments, device_for, gpus_available, load_pipeline
 
 VIDEO_MODELS = ("hunyuan_video", "cosmos", "wan", "wan_22", "cosmos_predict2_video")
-
-
-def load_pipeline(model: Optional[str], tiny: str, device: torch.device, dtype: torch.dtype):
-    """(pipeline, model kind, default call arguments)."""
-    if model is None:
-        builder, call_args = TINY_PIPELINES[tiny]
-        return builder(0).to(device), tiny, dict(call_args)
-    from diffusers import DiffusionPipeline
-
-    from ..models import spec_for
-    pipe = DiffusionPipeline.from_pretrained(model, torch_dtype=dtype)
-    pipe.to(device)
-    return pipe, spec_for(pipe.transformer).name, {}
+SHIPPED_RECIPE = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world",
+                  "wan": "wan-720p", "wan_22": "wan-720p", "cosmos_predict2": "cosmos-predict2-text2image",
+                  "cosmos_predict2_video": "cosmos-predict2-video2world"}
 
 
 def save_output(out, path: Path, fps: int) -> list[Path]:
@@ -55,27 +39,35 @@ def save_output(out, path: Path, fps: int) -> list[Path]:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.gpus > 1 and torch.cuda.device_count() < args.gpus:
-        raise SystemExit(f"--gpus {args.gpus}: this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    from ..recipe import load_recipe
+    recipe = load_recipe(args.recipe) if args.recipe and not args.dense else None   # a bad recipe fails first
+    if args.gpus < 1:
+        raise ValueError(f"--gpus {args.gpus}: give 1 or more")
+    if args.gpus > 1:
+        gpus_available(args.gpus, f"--gpus {args.gpus}")
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
+        from ..parallel import launch
         # relaunch this very command on N processes; each then takes the branch below
         given = sys.argv[2:] if sys.argv[1:2] == ["generate"] else sys.argv[1:]   # CLI or scripts/generate.py
         return launch(args.gpus, ["gna_diffusers", "generate", *given])
-    rank, world = 0, 1
+    rank, world, device = 0, 1, None
     if "LOCAL_RANK" in os.environ:
+        from ..parallel import init_from_env
         rank, world, device = init_from_env()
-    else:
-        device = torch.device(args.device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    dtype = getattr(torch, args.dtype) if args.model else torch.float32
-    pipe, kind, call_args = load_pipeline(args.model, args.tiny_model, device, dtype)
+    elif args.device:
+        device = device_for(args.device)
+    pipe, kind, call_args = load_pipeline(args.model, args.tiny_model, device, args.dtype, args.download)
+    import torch
+
+    from ..compare import StepTimer
+    from ..pipeline import enable_gna, gna_state
+    device = pipe.transformer.device
     if world > 1:
+        from ..parallel import enable_context_parallel
         enable_context_parallel(pipe, world)
         pipe.set_progress_bar_config(disable=rank != 0)
     if not args.dense:
-        enable_gna(pipe, args.recipe or {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p",
-                                         "cosmos": "cosmos-7b-text2world", "wan": "wan-720p", "wan_22": "wan-720p",
-                                         "cosmos_predict2": "cosmos-predict2-text2image",
-                                         "cosmos_predict2_video": "cosmos-predict2-video2world"}[kind])
+        enable_gna(pipe, recipe or SHIPPED_RECIPE[kind])
     for key in ("height", "width"):
         if getattr(args, key):
             call_args[key] = getattr(args, key)
@@ -101,16 +93,6 @@ def run(args: argparse.Namespace) -> int:
     for path in written:
         print(f"wrote {path}")
     return 0
-
-
-def add_model_arguments(p: argparse.ArgumentParser) -> None:
-    """Which pipeline to load; shared by `generate` and `compare`."""
-    p.add_argument("--model", help="hub id or local path (default: a tiny offline pipeline with random weights)")
-    p.add_argument("--tiny-model", default="flux", choices=sorted(TINY_PIPELINES),
-                   help="which tiny offline pipeline to use when --model is not given")
-    p.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16", "float32"],
-                   help="weights dtype of a real model (tiny pipelines run in float32)")
-    p.add_argument("--device", help="default: cuda if available, else cpu")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+from typing import TYPE_CHECKING
 
-from ..ops.simulator import SimResult, simulate, suggest
-from . import dims_arg
+from . import parse_dims
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    from ..ops.simulator import SimResult
 
 # The published worked examples and the shipped Cosmos configuration (GNA_SEMANTICS.md, recipes/).
 SHIPPED = [
@@ -39,11 +43,13 @@ def print_table(rows: list[list[str]]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..ops.simulator import simulate, suggest
     if args.shipped:
         results = [(name, simulate(g, w, s)) for name, g, w, s in SHIPPED]
     else:
         if args.grid is None or args.window is None:
-            raise SystemExit("simulate: give --grid and --window (or --shipped)")
+            raise UsageError("simulate needs --grid and --window (e.g. --grid 30x48x80 --window 18x24x24), or "
+                             "--shipped")
         causal = tuple(bool(v) for v in args.causal) if args.causal else False
         results = [("given", simulate(args.grid, args.window, args.stride or 1, args.dilation or 1, causal,
                                       args.q_tile, args.kv_tile))]
@@ -63,13 +69,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("simulate", help="density, speedup bounds and block sparsity of a GNA configuration",
                        description="Speed-of-light figures of a GNA configuration. Without --stride, also suggests "
                                    "the smallest strides and tile shapes that make the window fully block-sparse.")
-    p.add_argument("--grid", type=dims_arg("--grid"), help="token grid, e.g. 30x48x80")
-    p.add_argument("--window", type=dims_arg("--window"), help="window per dimension, e.g. 18x24x24")
-    p.add_argument("--stride", type=dims_arg("--stride"), help="stride per dimension (default 1, and suggestions)")
-    p.add_argument("--dilation", type=dims_arg("--dilation"))
-    p.add_argument("--causal", type=dims_arg("--causal"), help="0/1 per dimension, e.g. 1x0x0")
-    p.add_argument("--q-tile", type=dims_arg("--q-tile"), help="Q tile shape (default: best 128-token tile)")
-    p.add_argument("--kv-tile", type=dims_arg("--kv-tile"), help="KV tile shape (default: the Q tile)")
+    p.add_argument("--grid", type=parse_dims, help="token grid, e.g. 30x48x80")
+    p.add_argument("--window", type=parse_dims, help="window per dimension, e.g. 18x24x24")
+    p.add_argument("--stride", type=parse_dims, help="stride per dimension (default 1, and suggestions)")
+    p.add_argument("--dilation", type=parse_dims)
+    p.add_argument("--causal", type=parse_dims, help="0/1 per dimension, e.g. 1x0x0")
+    p.add_argument("--q-tile", type=parse_dims, help="Q tile shape (default: best 128-token tile)")
+    p.add_argument("--kv-tile", type=parse_dims, help="KV tile shape (default: the Q tile)")
     p.add_argument("--shipped", action="store_true", help="the shipped recipes' configurations")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.set_defaults(func=run)

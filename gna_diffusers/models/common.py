@@ -9,6 +9,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from ..functional import gna_attention_op
 from ..ops.params import GNAParams
@@ -25,6 +26,8 @@ class GNAState:
     num_inference_steps: Optional[int] = None  # bare transformer with a fractional dense_steps
     grid: Optional[tuple[int, ...]] = None
     text_len: int = 0                        # text tokens of the whole (unsharded) sequence
+    text_valid: Optional[tuple[int, ...]] = None  # per batch entry, how many leading text tokens are real (the rest
+    #                                               is padding every key mask drops); None: no padding, or unknown
     ulysses: Optional[Any] = None            # process group when diffusers' Ulysses context parallelism is on
     head_chunks: int = 1                     # Ulysses: attend this rank's heads in this many chunks, one after the
     #                                          other, so that a chunk's all-to-alls run under another's attention
@@ -40,9 +43,11 @@ class GNAState:
         return self._resolved[key]
 
     def begin_forward(self, grid: tuple[int, ...], text_len: int, timestep: Optional[torch.Tensor],
-                      ulysses: Optional[Any] = None) -> None:
-        """Record the grid (and the Ulysses group, if any) and decide whether this call is a dense step."""
+                      ulysses: Optional[Any] = None, text_valid: Optional[tuple[int, ...]] = None) -> None:
+        """Record the grid, the real text lengths (and the Ulysses group, if any) and decide whether this call is a
+        dense step."""
         self.grid, self.text_len, self.ulysses = tuple(int(g) for g in grid), int(text_len), ulysses
+        self.text_valid = text_valid
         if self.scheduler is not None:
             index = getattr(self.scheduler, "step_index", None)
             order = getattr(self.scheduler, "order", 1) or 1
@@ -59,6 +64,12 @@ class GNAState:
             self._last_timestep = t
             total = self.num_inference_steps or 1
         self.dense_now = self.step < self.recipe.dense_step_count(total)
+
+    @property
+    def original_dense(self) -> bool:
+        """Whether this call's attention goes to the model's own processor: a dense step the recipe keeps on the
+        original path (under Ulysses the sharded sequence must go through our all-to-alls even then)."""
+        return self.dense_now and self.recipe.dense_path == "original" and self.ulysses is None
 
 
 class GNAProcessorBase:
@@ -79,12 +90,38 @@ def gna_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: GNAParams,
                             q.shape[-1] ** -0.5, backend)
 
 
+# Exact dense kernels, fastest first: cuDNN's fused attention runs ~1.6x torch's default (flash) kernel on Hopper and
+# takes no mask, which is why padded keys are dropped rather than masked (../shared/DEVICE.md, bench/results/).
+DENSE_KERNELS = [SDPBackend.CUDNN_ATTENTION, SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION,
+                 SDPBackend.MATH]
+
+
+def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+          mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    with sdpa_kernel(DENSE_KERNELS, set_priority=True):
+        return F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
+                                              attn_mask=mask).transpose(1, 2)
+
+
 def dense_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                    key_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-    """SDPA on [B, S, H, D] with an optional [B, S_keys] bool key mask."""
-    mask = key_mask[:, None, None, :] if key_mask is not None else None
-    return F.scaled_dot_product_attention(query.transpose(1, 2), key.transpose(1, 2), value.transpose(1, 2),
-                                          attn_mask=mask).transpose(1, 2)
+                    key_mask: Optional[torch.Tensor] = None,
+                    valid_keys: Optional[Sequence[int]] = None) -> torch.Tensor:
+    """SDPA on [B, S, H, D], keys restricted by a [B, S_keys] bool mask, or by `valid_keys`: per batch entry, the
+    number of leading keys that are real. The second attends to those keys alone, unmasked: the same function as the
+    mask, on kernels that take no mask."""
+    if valid_keys is None:
+        return _sdpa(query, key, value, key_mask[:, None, None, :] if key_mask is not None else None)
+    if len(set(valid_keys)) == 1:
+        return _sdpa(query, key[:, :valid_keys[0]], value[:, :valid_keys[0]])
+    return torch.cat([_sdpa(query[b:b + 1], key[b:b + 1, :n], value[b:b + 1, :n]) for b, n in enumerate(valid_keys)])
+
+
+def _valid_keys(state: GNAState, grid_len: int, text_first: bool) -> Optional[list[int]]:
+    """Per batch entry, the leading keys of a [grid, text] sequence that are real, when only text padding at the end
+    is masked; None when the mask must be applied as it is."""
+    if text_first or state.text_valid is None:
+        return None
+    return [grid_len + n for n in state.text_valid]
 
 
 def _text_and_grid(tokens: int, text_len: int, text_first: bool) -> tuple[slice, slice]:
@@ -111,11 +148,16 @@ def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, s
 def _joint(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
            text_len: int, text_first: bool, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
     """Joint attention over a whole sequence laid out as [text, grid] or [grid, text] on one rank."""
+    grid_len = query.shape[1] - text_len
+    valid_keys = _valid_keys(state, grid_len, text_first)
+    key_mask = _key_mask(text_mask, grid_len, text_first) if valid_keys is None else None
+    if state.dense_now:
+        return dense_attention(query, key, value, key_mask, valid_keys)
     if text_len == 0:
         return gna_op(query, key, value, params, state.recipe.backend)
     text, grid = _text_and_grid(query.shape[1], text_len, text_first)
     grid_out = _grid_queries(query, key, value, state, params, text, grid, text_mask)
-    text_out = dense_attention(query[:, text], key, value, _key_mask(text_mask, grid_out.shape[1], text_first))
+    text_out = dense_attention(query[:, text], key, value, key_mask, valid_keys)
     return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
 
 
@@ -151,16 +193,17 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     segments = [text_len, local_grid] if text_first else [local_grid, text_len]
     text, grid = _text_and_grid(world * query.shape[1], world * text_len, text_first)
     text_index, grid_index = (0, 1) if text_first else (1, 0)
-    key_mask = _key_mask(text_mask, world * local_grid, text_first)
+    valid_keys = _valid_keys(state, world * local_grid, text_first)
+    key_mask = _key_mask(text_mask, world * local_grid, text_first) if valid_keys is None else None
 
     def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, back: HeadsToSeq, chunk: int) -> None:
         if state.dense_now:
-            back.send_all(dense_attention(query, key, value, key_mask), chunk)
+            back.send_all(dense_attention(query, key, value, key_mask, valid_keys), chunk)
         elif text_len == 0:
             back.send_all(gna_op(query, key, value, params, state.recipe.backend), chunk)
         else:
             back.send(grid_index, _grid_queries(query, key, value, state, params, text, grid, text_mask), chunk)
-            back.send(text_index, dense_attention(query[:, text], key, value, key_mask), chunk)
+            back.send(text_index, dense_attention(query[:, text], key, value, key_mask, valid_keys), chunk)
     return _ulysses(state, [query, key, value], segments, attend)
 
 

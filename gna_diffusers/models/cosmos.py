@@ -18,8 +18,7 @@ class CosmosGNAProcessor(GNAProcessorBase):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  image_rotary_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        dense_here = self.state.dense_now and self.state.ulysses is None  # sharded: our path does dense steps too
-        if dense_here or encoder_hidden_states is not None or attention_mask is not None:
+        if self.state.original_dense or encoder_hidden_states is not None or attention_mask is not None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         query, key, value = (proj(hidden_states).unflatten(2, (attn.heads, -1)).transpose(1, 2)
                              for proj in (attn.to_q, attn.to_k, attn.to_v))

@@ -19,7 +19,7 @@ class FluxGNAProcessor(GNAProcessorBase):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  image_rotary_emb: Optional[torch.Tensor] = None) -> torch.Tensor:
-        if (self.state.dense_now and self.state.ulysses is None) or attention_mask is not None:
+        if self.state.original_dense or attention_mask is not None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         query, key, value, enc_query, enc_key, enc_value = _get_qkv_projections(attn, hidden_states,
                                                                                 encoder_hidden_states)

@@ -21,7 +21,7 @@ class HunyuanVideoGNAProcessor(GNAProcessorBase):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  image_rotary_emb: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
-        if (self.state.dense_now and self.state.ulysses is None) or encoder_hidden_states is None:
+        if self.state.original_dense or encoder_hidden_states is None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         text_len = encoder_hidden_states.shape[1]
         joined = attn.add_q_proj is None        # single-stream blocks project video and text together
@@ -71,3 +71,10 @@ def read_video_grid(transformer, args: tuple, kwargs: dict) -> tuple[tuple[int, 
     p, pt = config.patch_size, config.patch_size_t
     _, _, frames, height, width = hidden_states.shape
     return (frames // pt, height // p, width // p), encoder_hidden_states.shape[1]
+
+
+def read_text_valid(transformer, args: tuple, kwargs: dict) -> tuple[int, ...]:
+    """The real prompt tokens per batch entry: diffusers counts the encoder mask's ones and masks every later text
+    token of the joint [video, text] sequence, so the real keys are a prefix of it."""
+    mask = argument(args, kwargs, "encoder_attention_mask", 3)
+    return tuple(int(n) for n in mask.sum(dim=1).tolist())

@@ -10,6 +10,8 @@ import torch
 
 # (transformer, forward args, forward kwargs) -> (grid, number of text tokens in the joint sequence)
 GridReader = Callable[[torch.nn.Module, tuple, dict], tuple[tuple[int, ...], int]]
+# (transformer, forward args, forward kwargs) -> per batch entry, how many leading text tokens are real, or None
+TextValidReader = Callable[[torch.nn.Module, tuple, dict], Optional[tuple[int, ...]]]
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class ModelSpec:
     attention: str                     # attribute of a block holding the attention module to patch
     processor: type                    # processor(original, state, group) -> callable like diffusers processors
     read_grid: GridReader
+    read_text_valid: Optional[TextValidReader] = None  # models that pad text at the end of a [grid, text] sequence
 
 
 _MODELS: dict[type, ModelSpec] = {}

@@ -5,7 +5,8 @@ per dimension (n_0..), position inside the tile per dimension (u_0..). The grid 
 dimension i is ``x = (n * tile_i + u) * dilation_i + g``; positions with ``x >= grid_i`` are padding (zeros in,
 dropped out). Every dilation group is padded to the same length ``ceil(ceil(grid_i / dilation_i) / tile_i) * tile_i``,
 so groups are equal blocks of the sequence and a block-sparse kernel never mixes them. Compiled kernels use the same
-arithmetic.
+arithmetic. Only `coordinates`/`valid` need torch, imported there: the simulator uses the layout's arithmetic alone and
+stays free of torch.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import cached_property
-
-import torch
+from typing import TYPE_CHECKING
 
 from .params import _per_dim, normalize_grid
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,8 @@ class TiledLayout:
 
     def coordinates(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """[tiled_tokens, ndim] int64 grid coordinate of every tiled position (padding gets coordinates >= grid)."""
+        import torch
+
         axes = ([torch.arange(d, device=device) for d in self.dilation]
                 + [torch.arange(n, device=device) for n in self.tiles_per_dim]
                 + [torch.arange(t, device=device) for t in self.tile])
@@ -144,5 +149,7 @@ class TiledLayout:
 
     def valid(self, device: torch.device | str = "cpu") -> torch.Tensor:
         """[tiled_tokens] bool: position holds a real token (not padding)."""
+        import torch
+
         c = self.coordinates(device)
         return (c < torch.tensor(self.grid, device=device)).all(dim=1)

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
+import numpy as np
+
 from .layout import TiledLayout
 from .params import BoolOrTuple, GNAParams, IntOrTuple
 from .semantics import dim_windows
@@ -62,8 +64,9 @@ def exact_density(params: GNAParams) -> float:
     """Mean attended fraction, exact: per dimension the mean window length over the axis, multiplied."""
     density = 1.0
     for i, length in enumerate(params.grid):
-        w = dim_windows(length, params.window[i], params.stride[i], params.dilation[i], params.causal[i])
-        density *= (w.end - w.start).double().mean().item() / length
+        w = dim_windows(np.arange(length, dtype=np.int64), length, params.window[i], params.stride[i],
+                        params.dilation[i], params.causal[i])
+        density *= float((w.end - w.start).mean()) / length
     return density
 
 

@@ -4,19 +4,24 @@ Windows are per-dimension intervals whose start and end never decrease with the 
 tile's windows along a dimension is [start(first query), end(last query)) and the KV tiles inside every window are
 those within [start(last query), end(first query)). Everything is per dimension and per dilation group; the
 multi-dimensional answer is the Cartesian product. The simulator, the flex block mask and the compiled kernels all
-use this, so no one ever builds a token-level mask to find the sparsity.
+use this, so no one ever builds a token-level mask to find the sparsity. It runs on numpy (the simulator and the CLI
+stay free of torch, which takes seconds to import); `block_table` hands torch callers a tensor.
 """
 
 from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+import numpy as np
 
 from .layout import TiledLayout
 from .params import GNAParams
 from .semantics import group_length, window_start_end
+
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -24,37 +29,36 @@ class DimTileRanges:
     """Per (dilation group, Q tile) along one dimension, KV tile index ranges [lo, hi) visited and [full_lo, full_hi)
     needing no mask. Shapes [dilation, q_tiles]; an empty range has hi <= lo."""
 
-    lo: torch.Tensor
-    hi: torch.Tensor
-    full_lo: torch.Tensor
-    full_hi: torch.Tensor
+    lo: np.ndarray
+    hi: np.ndarray
+    full_lo: np.ndarray
+    full_hi: np.ndarray
 
     @property
-    def visited(self) -> torch.Tensor:
-        return (self.hi - self.lo).clamp(min=0)
+    def visited(self) -> np.ndarray:
+        return (self.hi - self.lo).clip(min=0)
 
     @property
-    def full(self) -> torch.Tensor:
-        return (self.full_hi - self.full_lo).clamp(min=0)
+    def full(self) -> np.ndarray:
+        return (self.full_hi - self.full_lo).clip(min=0)
 
 
 def dim_tile_ranges(length: int, window: int, stride: int, dilation: int, causal: bool, q_tile: int, kv_tile: int,
                     q_tiles: int) -> DimTileRanges:
-    groups = torch.arange(dilation)[:, None]
+    groups = np.arange(dilation, dtype=np.int64)[:, None]
     glen = group_length(length, dilation, groups)                          # [d, 1]
-    first = torch.arange(q_tiles)[None, :] * q_tile                       # [1, nq]
-    last = torch.minimum(first + q_tile, glen) - 1                         # [d, nq]
+    first = np.arange(q_tiles, dtype=np.int64)[None, :] * q_tile           # [1, nq]
+    last = np.minimum(first + q_tile, glen) - 1                            # [d, nq]
     real = last >= first                                                   # tile holds at least one real query
-    first = first.expand_as(last)
+    first = np.broadcast_to(first, last.shape)
     start_first, end_first = window_start_end(first, glen, window, stride, causal)
-    start_last, end_last = window_start_end(last.clamp(min=0), glen, window, stride, causal)
+    start_last, end_last = window_start_end(last.clip(min=0), glen, window, stride, causal)
     lo = start_first // kv_tile
     hi = -(-end_last // kv_tile)
     full_lo = -(-start_last // kv_tile)
-    full_hi = torch.minimum(end_first, glen) // kv_tile
-    zero = torch.zeros_like(lo)
-    return DimTileRanges(torch.where(real, lo, zero), torch.where(real, hi, zero),
-                         torch.where(real, full_lo, zero), torch.where(real, torch.maximum(full_hi, full_lo), zero))
+    full_hi = np.minimum(end_first, glen) // kv_tile
+    return DimTileRanges(np.where(real, lo, 0), np.where(real, hi, 0), np.where(real, full_lo, 0),
+                         np.where(real, np.maximum(full_hi, full_lo), 0))
 
 
 def all_dim_tile_ranges(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout) -> list[DimTileRanges]:
@@ -64,25 +68,28 @@ def all_dim_tile_ranges(params: GNAParams, q_layout: TiledLayout, kv_layout: Til
 
 
 def block_table(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout) -> torch.Tensor:
-    """[q_layout.num_tiles, kv_layout.num_tiles] int8: 0 skipped, 1 visited with a mask, 2 visited and unmasked.
+    """[q_layout.num_tiles, kv_layout.num_tiles] int8 tensor: 0 skipped, 1 visited with a mask, 2 visited and
+    unmasked.
 
     Tile order matches the layouts (group-major, then tile index row-major). Dilation groups never mix."""
+    import torch  # only the torch backends ask for the table; the simulator never does
+
     k = params.ndim
     table = None
     for i, r in enumerate(all_dim_tile_ranges(params, q_layout, kv_layout)):
-        kv = torch.arange(kv_layout.tiles_per_dim[i])[None, None, :]
+        kv = np.arange(kv_layout.tiles_per_dim[i])[None, None, :]
         visited = (kv >= r.lo[..., None]) & (kv < r.hi[..., None])                 # [g, n_q, n_kv]
         full = (kv >= r.full_lo[..., None]) & (kv < r.full_hi[..., None])
-        state = visited.to(torch.int8) + full.to(torch.int8)                     # 0 skip, 1 masked, 2 full
-        same_group = torch.eye(params.dilation[i], dtype=torch.bool)[:, None, :, None]
-        dim_state = torch.where(same_group, state[:, :, None, :], torch.zeros((), dtype=torch.int8))
+        state = visited.astype(np.int8) + full.astype(np.int8)                   # 0 skip, 1 masked, 2 full
+        same_group = np.eye(params.dilation[i], dtype=bool)[:, None, :, None]
+        dim_state = np.where(same_group, state[:, :, None, :], np.int8(0))
         # place this dimension's axes (g_q, n_q, g_kv, n_kv) among the 4k axes ordered as the layouts order tiles
         shape = [1] * (4 * k)
         shape[i], shape[k + i] = dim_state.shape[0], dim_state.shape[1]
         shape[2 * k + i], shape[3 * k + i] = dim_state.shape[2], dim_state.shape[3]
         dim_state = dim_state.reshape(shape)
-        table = dim_state if table is None else torch.minimum(table, dim_state)
-    return table.reshape(q_layout.num_tiles, kv_layout.num_tiles)
+        table = dim_state if table is None else np.minimum(table, dim_state)
+    return torch.from_numpy(np.ascontiguousarray(table.reshape(q_layout.num_tiles, kv_layout.num_tiles)))
 
 
 def tile_counts(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout) -> tuple[int, int]:

@@ -1,0 +1,30 @@
+// The token-level mask of a border KV tile for kernels in which one thread holds a whole row of scores (Blackwell:
+// a tensor-memory lane per query row, read by one thread), from the same per-tile key sets as the Hopper kernel's
+// (KeyMask::tile_keys in gna_tile_box.hpp): no architecture code here, and the CPU driver (tests/tile_box_driver.cpp)
+// checks it against the brute-force neighborhood.
+#pragma once
+
+#include <cstdint>
+
+#include "gna_tile_box.hpp"
+
+namespace gna {
+
+// The keys query row `row` sees in KV tile `kv` of `box`: bit k of sets[l] stands for key 8k + l of the tile (the
+// tile's 128 keys row-major over its shape). Bits above 15 carry no meaning.
+GNA_HOST_DEVICE void row_keys(KeyMask const& mask, TileParams const& p, TileBox const& box, int const (&kv)[kMaxDims],
+                              RowWindow const& row, uint32_t (&sets)[8]) {
+  RowWindow const rows[1] = {row};
+  for (int base = 0; base < 8; base += 2) {
+    uint32_t pair[1][2];
+    mask.tile_keys(p, box, kv, rows, base, pair);
+    sets[base] = pair[0][0];
+    sets[base + 1] = pair[0][1];
+  }
+}
+
+// Whether the row sees key `col` (0..127) of the tile, from `row_keys`' sets: with `col` known at compile time (an
+// unrolled loop over a row's scores) this is one bit test.
+GNA_HOST_DEVICE bool sees_key(uint32_t const (&sets)[8], int col) { return (sets[col & 7] >> (col >> 3)) & 1u; }
+
+}  // namespace gna

@@ -1,0 +1,162 @@
+"""The CLI as a user meets it, in fresh interpreters: one-line errors with the right exit code and no traceback (unless
+-v), nothing of diffusers or transformers imported where nothing needs them, `env`, and `pipe.enable_gna` whichever
+package is imported first."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gna_diffusers.cli import exit_code_for
+from gna_diffusers.errors import MissingWeightsError
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("diffusers", "transformers")
+
+
+def fresh(*args: str, code: str = "", env: dict = None) -> subprocess.CompletedProcess:
+    """`python -m gna_diffusers ARGS`, or `python -c CODE`, in a fresh interpreter importing this checkout."""
+    command = [sys.executable, "-c", code] if code else [sys.executable, "-m", "gna_diffusers", *args]
+    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    assert result.returncode == code, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("gna-diffusers: error: ") and "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,code,needles", [
+    (["recipe", "check", "nonexistent"], 2, ["'nonexistent'", "shipped: "]),                     # bad recipe
+    (["generate", "--recipe", "nonexistent"], 2, ["'nonexistent'"]),
+    (["simulate", "--grid", "3xa", "--window", "2x2"], 2, ["--grid", "'3xa'", "simulate --help"]),  # bad argument
+    (["generate", "--frobnicate"], 2, ["--frobnicate"]),
+    (["simulate", "--grid", "8x8", "--window", "9x9"], 2, ["window=(9, 9)", "<= grid length 8"]),  # our validation
+    (["simulate"], 2, ["--grid", "--shipped"]),
+    ([], 2, ["COMMAND"]),
+])
+def test_user_errors_are_one_line(args, code, needles) -> None:
+    assert_one_line_error(fresh(*args), code, *needles)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the GPU-only options run on this machine")
+def test_gpu_only_options_without_a_gpu() -> None:
+    assert_one_line_error(fresh("compare", "--random-weights", "flux"), 1, "--random-weights", "CUDA GPU")
+    assert_one_line_error(fresh("generate", "--device", "cuda"), 1, "--device cuda", "no CUDA GPU")
+    assert_one_line_error(fresh("generate", "--gpus", "2"), 1, "--gpus 2", "this machine has 0")
+
+
+def test_missing_weights_say_what_to_do(tmp_path) -> None:
+    env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
+    line = assert_one_line_error(fresh("generate", "--model", "gna-diffusers-test/no-such-model", env=env), 1,
+                                 "gna-diffusers-test/no-such-model", "not on this machine",
+                                 "hf download gna-diffusers-test/no-such-model", "--download", "local")
+    assert str(tmp_path / "hf") in line                                       # where it looked
+    assert_one_line_error(fresh("compare", "--model", "gna-diffusers-test/no-such-model", env=env), 1,
+                          "not on this machine")
+    assert_one_line_error(fresh("generate", "--model", "gna-diffusers-test/no-such-model", "--download", env=env),
+                          1, "HF_HUB_OFFLINE")
+
+
+def test_a_folder_that_is_not_a_pipeline(tmp_path) -> None:
+    (tmp_path / "weights.safetensors").write_bytes(b"")
+    assert_one_line_error(fresh("generate", "--model", str(tmp_path)), 1, str(tmp_path), "model_index.json")
+    (tmp_path / "model_index.json").write_text(json.dumps({"_class_name": "StableDiffusionPipeline",
+                                                           "unet": ["diffusers", "UNet2DConditionModel"]}))
+    assert_one_line_error(fresh("generate", "--model", str(tmp_path)), 2, "has no transformer",
+                          "FluxTransformer2DModel")
+
+
+def test_verbose_shows_the_traceback() -> None:
+    for args in (["-v", "recipe", "check", "nonexistent"], ["recipe", "check", "nonexistent", "-v"]):
+        result = fresh(*args)
+        assert result.returncode == 2
+        assert "Traceback" in result.stderr and "RecipeError" in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("gna-diffusers: error: recipe 'nonexistent'")
+
+
+def test_bugs_keep_their_traceback() -> None:
+    """Only `raise` statements of our validation (or UserError) are user errors; a failing operation is a bug."""
+    from gna_diffusers import GNAParams, load_recipe
+
+    def caught(fn) -> BaseException:
+        try:
+            fn()
+        except Exception as err:
+            return err
+        raise AssertionError("no exception")
+
+    assert exit_code_for(caught(lambda: GNAParams.make((8, 8), 9))) == 2
+    assert exit_code_for(MissingWeightsError("x")) == 1
+    recipe = load_recipe({"model": "flux", "grid": [16, 16], "dense_steps": 0.5,
+                          "layers": [{"blocks": "all", "window": 2}]})
+    assert exit_code_for(caught(lambda: recipe.dense_step_count("many"))) is None    # TypeError inside our code
+    assert exit_code_for(caught(lambda: json.loads("{"))) is None                     # ValueError of a library
+    assert exit_code_for(caught(lambda: torch.zeros(2) @ torch.zeros(3))) is None
+
+
+MODULES = "import sys; print(json.dumps(sorted(m for m in ('torch', 'diffusers', 'transformers', " \
+          "'gna_diffusers.models') if m in sys.modules)))"
+
+
+def imported(code: str) -> list[str]:
+    result = fresh(code=f"import json\n{code}\n{MODULES}")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_import_and_light_commands_leave_diffusers_out() -> None:
+    assert imported("import gna_diffusers") == []
+    assert imported("import gna_diffusers as g\ng.simulate((8, 8), 4); g.TiledLayout.make((8, 8), (4, 4))\n"
+                    "g.GNAParams.make((8, 8), 4); g.load_recipe('flux-dev-4k')") == []
+    # the operator needs torch, not diffusers
+    assert imported("import torch, gna_diffusers as g\nq = torch.randn(1, 64, 2, 16)\n"
+                    "g.gna_attention(q, q, q, grid=(8, 8), window=4)") == ["torch"]
+    for args in (["simulate", "--shipped"], ["recipe", "check", "flux-dev-4k"], ["recipe", "list"]):
+        assert imported(f"from gna_diffusers.cli import main\nassert main({args!r}) == 0") == []
+    assert imported("from gna_diffusers.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass") == []
+
+
+PIPELINE_CHECK = """
+from gna_diffusers.tiny import TINY_PIPELINES
+pipe = TINY_PIPELINES["flux"][0](0)
+assert isinstance(pipe, DiffusionPipeline)
+state = pipe.enable_gna({"model": "flux", "grid": [16, 16], "dense_steps": 0, "layers": [{"blocks": "all", "window": 2}]})
+assert gna_diffusers.gna_state(pipe) is state
+pipe.disable_gna()
+assert gna_diffusers.gna_state(pipe) is None
+print("ok")
+"""
+
+
+@pytest.mark.parametrize("prelude", [
+    "from diffusers import DiffusionPipeline\nimport gna_diffusers",                   # class defined: patched at once
+    "import diffusers\nimport gna_diffusers\nfrom diffusers import DiffusionPipeline",  # diffusers first, class later
+    "import gna_diffusers\nfrom diffusers import DiffusionPipeline",                   # gna_diffusers first
+])
+def test_enable_gna_in_either_import_order(prelude) -> None:
+    result = fresh(code=prelude + "\n" + PIPELINE_CHECK)
+    assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_env_reports_without_building(tmp_path) -> None:
+    result = fresh("env", env={"GNA_KERNEL_CACHE": str(tmp_path / "cache")})
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for needle in ("gna-diffusers", "torch", "diffusers", "transformers", "nvidia-cutlass", "GPUs", "nvcc",
+                   str(tmp_path / "cache"), "bfloat16 head_dim  64", "float16  head_dim 128"):
+        assert needle in out
+    if not torch.cuda.is_available():
+        assert "none (" in out and "head_dim 128: reference" in out and "not cutlass: " in out
+    assert not (tmp_path / "cache").exists()                                  # nothing built
+    assert result.stderr == ""                                                # no third-party warnings
+    assert len(out.splitlines()) < 45                                         # one screen
