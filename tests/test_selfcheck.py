@@ -14,7 +14,7 @@ import torch
 from gna_diffusers.backends import cutlass, selfcheck
 from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.backends.registry import select_backend
-from gna_diffusers.ops.attention import make_inputs
+from gna_diffusers.ops.inputs import make_inputs
 from gna_diffusers.ops.params import GNAParams
 
 CPU = torch.device("cpu")

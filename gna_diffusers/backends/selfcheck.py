@@ -72,7 +72,7 @@ def run_problems(kernel: Forward, reference: Forward, device: torch.device, dtyp
                  head_dim: int) -> Optional[str]:
     """Runs every problem through `kernel` and `reference`; None if all agree, else which one did not and by how
     much."""
-    from ..ops.attention import make_inputs
+    from ..ops.inputs import make_inputs
     generator = torch.Generator(device="cpu").manual_seed(17)
     for name, args, extra, masked in PROBLEMS:
         tokens = math.prod(args["grid"])
