@@ -171,8 +171,8 @@ def _wan_vae() -> AutoencoderKLWan:
 
 
 def _wan_transformer() -> WanTransformer3DModel:
-    """Wan 2.1 T2V layout: patch 1x2x2, RMSNorm across heads before RoPE, 2 heads of 12 (RoPE splits 4+4+4)."""
-    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=16,
+    """Wan 2.1 T2V layout: patch 1x2x2, RMSNorm across heads before RoPE, 2 heads of 16 (RoPE splits 8+4+4)."""
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=16,
                                  out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, num_layers=2,
                                  rope_max_seq_len=32).eval()
 

@@ -91,7 +91,7 @@ def worker(args: argparse.Namespace) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpus", type=int, default=2)
-    parser.add_argument("--model", default="hunyuan_video", choices=["hunyuan_video", "cosmos", "flux"])
+    parser.add_argument("--model", default="hunyuan_video", choices=["hunyuan_video", "cosmos", "flux", "wan"])
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--reps", type=int, default=2)
     parser.add_argument("--out", default="bench/results/parallel.json")

@@ -91,9 +91,9 @@ def test_the_same_module_twice_is_patched_once() -> None:
 def _i2v_transformer() -> WanTransformer3DModel:
     """Wan 2.1 I2V layout: 16 noise + 20 conditioning channels in, CLIP image tokens through attn2's added K/V."""
     torch.manual_seed(0)
-    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=12, in_channels=36,
+    return WanTransformer3DModel(patch_size=(1, 2, 2), num_attention_heads=2, attention_head_dim=16, in_channels=36,
                                  out_channels=16, text_dim=32, freq_dim=32, ffn_dim=32, num_layers=2, image_dim=16,
-                                 added_kv_proj_dim=24, rope_max_seq_len=32).eval()
+                                 added_kv_proj_dim=32, rope_max_seq_len=32).eval()
 
 
 @torch.no_grad()

@@ -29,8 +29,7 @@ class WanGNAProcessor(GNAProcessorBase):
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  rotary_emb: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
-        dense_here = self.state.dense_now and self.state.ulysses is None  # sharded: our path does dense steps too
-        if dense_here or encoder_hidden_states is not None or attention_mask is not None:
+        if self.state.original_dense or encoder_hidden_states is not None or attention_mask is not None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, rotary_emb)
         query, key, value = _get_qkv_projections(attn, hidden_states, None)
         query, key = attn.norm_q(query), attn.norm_k(key)     # RMSNorm across all heads, before the head split
