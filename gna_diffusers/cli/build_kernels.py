@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import UserError
+from . import positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -19,7 +20,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--head-dims", nargs="+", type=int, default=[64, 128], choices=[64, 128])
     p.add_argument("--schedules", nargs="+", default=None,
                    help="kernel schedules to build (default: all, since the backend picks one per problem)")
-    p.add_argument("--jobs", type=int, default=4, help="configurations compiled at once (default 4)")
+    p.add_argument("--jobs", type=positive_int, default=4, help="configurations compiled at once (default 4)")
     p.add_argument("--show-compiler", action="store_true", help="show the compiler commands and output")
     p.set_defaults(func=run)
 
@@ -29,8 +30,6 @@ def run(args: argparse.Namespace) -> int:
     problem = cutlass.toolchain_problem()
     if problem is not None:
         raise UserError(f"cannot build the cutlass kernels: {problem} (`gna-diffusers env` shows the toolchain)")
-    if args.jobs < 1:
-        raise ValueError(f"--jobs={args.jobs}; it must be >= 1")
     schedules = args.schedules or list(cutlass.SCHEDULES)
     for schedule in schedules:
         if schedule not in cutlass.SCHEDULES:
