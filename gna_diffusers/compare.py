@@ -98,7 +98,8 @@ def clip_scorer(model: str) -> tuple[Optional[Scorer], str]:
 
 # ---------------------------------------------------------------- pipeline runs (tiny offline or real weights)
 class StepTimer:
-    """A `callback_on_step_end` that records the wall time of each denoising step (GPU synchronised)."""
+    """A `callback_on_step_end` that records the wall time of each denoising step (GPU synchronised). Why not a
+    library timer: the steps run inside the pipeline's own loop, and only its callback sees where each one ends."""
 
     def __init__(self, device: torch.device) -> None:
         self.device = device

@@ -40,6 +40,8 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needl
     (["generate", "--recipe", "nonexistent"], 2, ["'nonexistent'"]),
     (["simulate", "--grid", "3xa", "--window", "2x2"], 2, ["--grid", "'3xa'", "simulate --help"]),  # bad argument
     (["generate", "--frobnicate"], 2, ["--frobnicate"]),
+    (["generate", "--steps", "0"], 2, ["--steps", "give 1 or more"]),
+    (["compare", "--prompts", "no/such/prompts.txt"], 2, ["--prompts no/such/prompts.txt", "no such file"]),
     (["simulate", "--grid", "8x8", "--window", "9x9"], 2, ["window=(9, 9)", "<= grid length 8"]),  # our validation
     (["simulate"], 2, ["--grid", "--shipped"]),
     ([], 2, ["COMMAND"]),

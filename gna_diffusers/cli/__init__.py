@@ -46,6 +46,17 @@ def parse_dims(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not integers joined by 'x' (e.g. 30x48x80)") from None
 
 
+def positive_int(text: str) -> int:
+    """An argparse `type` for counts and sizes (steps, GPUs, pixels): an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}; give 1 or more")
+    return value
+
+
 def build_parser() -> Parser:
     parser = Parser(prog=PROG, description="Generalized Neighborhood Attention for diffusers pipelines")
     parser.add_argument("-v", "--verbose", action="store_true",

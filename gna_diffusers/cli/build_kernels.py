@@ -13,6 +13,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ..errors import UserError
+from . import positive_int
 
 
 def add_parser(subparsers) -> None:
@@ -26,15 +27,13 @@ def add_parser(subparsers) -> None:
     p.add_argument("--schedules", nargs="+", default=None,
                    help="kernel schedules to build (default: all an architecture has, since the backend picks one "
                         "per problem)")
-    p.add_argument("--jobs", type=int, default=4, help="configurations compiled at once (default 4)")
+    p.add_argument("--jobs", type=positive_int, default=4, help="configurations compiled at once (default 4)")
     p.add_argument("--show-compiler", action="store_true", help="show the compiler commands and output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..backends import cutlass
-    if args.jobs < 1:
-        raise ValueError(f"--jobs={args.jobs}; it must be >= 1")
     configs = []
     for arch in args.arch:
         problem = cutlass.toolchain_problem(arch)

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..errors import UsageError
+from . import positive_int
 from .generate import SHIPPED_RECIPE
 from .model import add_model_arguments, device_for, gpus_available, load_pipeline
 
@@ -21,8 +23,8 @@ def run(args: argparse.Namespace) -> int:
     from ..recipe import load_recipe
     for recipe in args.recipe or []:
         load_recipe(recipe)                     # a bad recipe fails before anything is loaded
-    if args.reps < 1:
-        raise ValueError(f"--reps {args.reps}: give 1 or more")
+    if args.prompts and not Path(args.prompts).is_file():
+        raise UsageError(f"--prompts {args.prompts}: no such file (give a text file with one prompt per line)")
     out_dir = Path(args.out)
     if args.whole_pipeline:
         gpus_available(1, "--whole-pipeline")
@@ -78,7 +80,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", action="append", help="recipe name or YAML path (repeatable)")
     p.add_argument("--prompts", help="text file, one prompt per line")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
-    p.add_argument("--steps", type=int)
+    p.add_argument("--steps", type=positive_int)
     p.add_argument("--clip-model", default="openai/clip-vit-large-patch14",
                    help="CLIP model (hub id or folder) for CLIP scores; used only if it is on this machine")
     p.add_argument("--random-weights", nargs="+", choices=["flux", "hunyuan_video", "cosmos", "wan", "cosmos_predict2",
@@ -90,7 +92,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compile", action="store_true",
                    help="with --whole-pipeline: torch.compile the transformer on both sides")
     p.add_argument("--backend", nargs="+", help="GNA backends to time with --random-weights (e.g. flex cutlass)")
-    p.add_argument("--reps", type=int, default=3,
+    p.add_argument("--reps", type=positive_int, default=3,
                    help="timed forwards per mode with --random-weights (about; median reported)")
     p.add_argument("--out", default="out/compare", help="report directory")
     p.set_defaults(func=run)

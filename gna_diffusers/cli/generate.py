@@ -11,6 +11,7 @@ import os
 import sys
 from pathlib import Path
 
+from . import positive_int
 from .model import add_model_arguments, device_for, gpus_available, load_pipeline
 
 VIDEO_MODELS = ("hunyuan_video", "cosmos", "wan", "wan_22", "cosmos_predict2_video")
@@ -41,8 +42,6 @@ def save_output(out, path: Path, fps: int) -> list[Path]:
 def run(args: argparse.Namespace) -> int:
     from ..recipe import load_recipe
     recipe = load_recipe(args.recipe) if args.recipe and not args.dense else None   # a bad recipe fails first
-    if args.gpus < 1:
-        raise ValueError(f"--gpus {args.gpus}: give 1 or more")
     if args.gpus > 1:
         gpus_available(args.gpus, f"--gpus {args.gpus}")
     if args.gpus > 1 and "LOCAL_RANK" not in os.environ:
@@ -102,13 +101,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--recipe", help="shipped recipe name or YAML path (default: the model's shipped recipe)")
     p.add_argument("--prompt", nargs="+", default=["a red fox in fresh snow, golden hour"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=int, default=None, help="denoising steps (default: 4 tiny, 50 real)")
-    p.add_argument("--height", type=int)
-    p.add_argument("--width", type=int)
-    p.add_argument("--frames", type=int, help="video frames (HunyuanVideo, Cosmos, Wan)")
-    p.add_argument("--fps", type=int, default=24)
+    p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default: 4 tiny, 50 real)")
+    p.add_argument("--height", type=positive_int)
+    p.add_argument("--width", type=positive_int)
+    p.add_argument("--frames", type=positive_int, help="video frames (HunyuanVideo, Cosmos, Wan)")
+    p.add_argument("--fps", type=positive_int, default=24)
     p.add_argument("--dense", action="store_true", help="baseline: the original dense attention")
     p.add_argument("--output", help="output file (PNG for images, MP4 for videos)")
-    p.add_argument("--gpus", type=int, default=1,
+    p.add_argument("--gpus", type=positive_int, default=1,
                    help="spread the sequence over N GPUs (Ulysses context parallelism; torchrun under the hood)")
     p.set_defaults(func=run)
