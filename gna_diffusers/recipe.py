@@ -15,7 +15,7 @@ import yaml
 
 from .ops.params import GNAParams
 
-MODELS = ("flux", "hunyuan_video", "cosmos")
+MODELS = ("flux", "hunyuan_video", "cosmos", "flux2", "qwen_image", "hunyuan_video15")
 GRID_POLICIES = ("proportional", "clip", "refuse")
 TOP_KEYS = {"name", "description", "model", "grid", "dense_steps", "layers", "backend", "on_grid_mismatch"}
 LAYER_KEYS = {"blocks", "window", "stride", "dilation", "causal"}

@@ -15,7 +15,7 @@ from gna_diffusers.comm import HeadsToSeq, SeqToHeads
 from gna_diffusers.parallel import enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "flux2": [12, 16], "qwen_image": [12, 16]}
 
 
 def free_port() -> int:
@@ -31,7 +31,7 @@ def recipe(model: str) -> dict:
 
 
 def generate(pipe, call_args, prompt="a cat w1 w2"):
-    out = pipe(prompt, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="latent",
+    out = pipe(prompt=prompt, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="latent",
                **call_args)
     return out.images if hasattr(out, "images") else out.frames
 

@@ -1,5 +1,8 @@
-"""GNA inside tiny offline FLUX, HunyuanVideo and Cosmos pipelines: the real diffusers code paths, a few steps."""
+"""GNA inside tiny offline FLUX, HunyuanVideo, Cosmos, FLUX.2, Qwen-Image and HunyuanVideo 1.5 pipelines: the real
+diffusers code paths, a few steps."""
 
+import contextlib
+import inspect
 import warnings
 
 import pytest
@@ -10,9 +13,12 @@ from gna_diffusers.backends import Backend, register_backend
 from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.tiny import TINY_PIPELINES
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
-LAYERS = {"flux": 4, "hunyuan_video": 4, "cosmos": 2}           # GNA attention modules in the tiny models
-CALLS_PER_STEP = {"flux": 1, "hunyuan_video": 1, "cosmos": 2}   # transformer calls per step (Cosmos: CFG)
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8],
+         "flux2": [12, 16], "qwen_image": [12, 16], "hunyuan_video15": [3, 8, 12]}
+LAYERS = {"flux": 4, "hunyuan_video": 4, "cosmos": 2,           # GNA attention modules in the tiny models
+          "flux2": 4, "qwen_image": 2, "hunyuan_video15": 2}
+CALLS_PER_STEP = {"flux": 1, "hunyuan_video": 1, "cosmos": 2,   # transformer calls per step (Cosmos: CFG)
+                  "flux2": 1, "qwen_image": 1, "hunyuan_video15": 2}   # HunyuanVideo 1.5: its guider's CFG
 MODELS = sorted(GRIDS)
 
 warnings.filterwarnings("ignore")
@@ -35,11 +41,26 @@ def tiny(request):
 
 
 def generate(pipe, call_args, steps=3, prompt="a cat w1 w2", **extra):
-    out = pipe(prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(0), output_type="latent",
-               **call_args, **extra)
+    out = pipe(prompt=prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+               output_type="latent", **call_args, **extra)
     latents = out.images if hasattr(out, "images") else out.frames
     assert torch.isfinite(latents).all()
     return latents
+
+
+@contextlib.contextmanager
+def after_each_step(pipe, record):
+    """Call `record()` after every denoising step: through callback_on_step_end where the pipeline takes one, else
+    (HunyuanVideo 1.5) after each scheduler step. Yields the call arguments to add."""
+    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
+        yield dict(callback_on_step_end=lambda pipe_, step, timestep, kwargs: (record(), kwargs)[1])
+        return
+    step = pipe.scheduler.step
+    pipe.scheduler.step = lambda *args, **kwargs: (step(*args, **kwargs), record())[0]
+    try:
+        yield {}
+    finally:
+        del pipe.scheduler.step
 
 
 def recipe(model, window, dense_steps=0, **layer):
@@ -67,21 +88,22 @@ def test_dense_steps_are_dense_then_gna(tiny) -> None:
     model, pipe, call_args = tiny
     calls_after_step = []
 
-    def record(pipe_, step, timestep, kwargs):
+    def record():
         calls_after_step.append(len(SPY_CALLS) - start)
-        return kwargs
 
     pipe.enable_gna(recipe(model, [2] * len(GRIDS[model]), dense_steps=2))
     start = len(SPY_CALLS)
     try:
-        generate(pipe, call_args, steps=4, callback_on_step_end=record)
+        with after_each_step(pipe, record) as hook:
+            generate(pipe, call_args, steps=4, **hook)
         per_step = LAYERS[model] * CALLS_PER_STEP[model]
         assert calls_after_step == [0, 0, per_step, 2 * per_step]
         # the count resets at the next call, and a fraction of the steps works too
         calls_after_step.clear()
         start = len(SPY_CALLS)
         pipe.enable_gna(recipe(model, [2] * len(GRIDS[model]), dense_steps=0.5))
-        generate(pipe, call_args, steps=2, callback_on_step_end=record)
+        with after_each_step(pipe, record) as hook:
+            generate(pipe, call_args, steps=2, **hook)
         assert calls_after_step == [0, per_step]
         # all steps dense: exactly the original pipeline
         pipe.enable_gna(recipe(model, [2] * len(GRIDS[model]), dense_steps=3))
@@ -94,7 +116,8 @@ def test_dense_steps_are_dense_then_gna(tiny) -> None:
 def test_batch_two_with_guidance(tiny) -> None:
     model, pipe, call_args = tiny
     extra = {"flux": dict(true_cfg_scale=2.0, negative_prompt="blurry"), "hunyuan_video": dict(),
-             "cosmos": dict(guidance_scale=3.0)}[model]
+             "cosmos": dict(guidance_scale=3.0), "flux2": dict(),
+             "qwen_image": dict(true_cfg_scale=2.0, negative_prompt="blurry"), "hunyuan_video15": dict()}[model]
     prompts = ["a cat w1 w2", "w3 w4 a dog"]
     dense = generate(pipe, call_args, prompt=prompts, **extra)
     assert dense.shape[0] == 2
@@ -104,7 +127,8 @@ def test_batch_two_with_guidance(tiny) -> None:
         pipe.enable_gna(recipe(model, [2] * len(GRIDS[model])))
         start = len(SPY_CALLS)
         small = generate(pipe, call_args, prompt=prompts, **extra)
-        guided_calls = {"flux": 2, "hunyuan_video": 1, "cosmos": 2}[model]   # FLUX true CFG: two calls a step
+        guided_calls = {"flux": 2, "hunyuan_video": 1, "cosmos": 2,          # FLUX true CFG: two calls a step
+                        "flux2": 1, "qwen_image": 2, "hunyuan_video15": 2}[model]
         assert len(SPY_CALLS) - start == LAYERS[model] * guided_calls * 3
     finally:
         pipe.disable_gna()
@@ -114,13 +138,15 @@ def test_batch_two_with_guidance(tiny) -> None:
 
 def test_layer_selection_leaves_other_layers_dense(tiny) -> None:
     model, pipe, call_args = tiny
-    blocks = {"flux": "single:0-1", "hunyuan_video": "double:1", "cosmos": [1]}[model]
+    blocks = {"flux": "single:0-1", "hunyuan_video": "double:1", "cosmos": [1],
+              "flux2": "single:0-1", "qwen_image": [1], "hunyuan_video15": "blocks:1"}[model]
     pipe.enable_gna({**recipe(model, [2] * len(GRIDS[model])),
                      "layers": [{"blocks": blocks, "window": [2] * len(GRIDS[model])}]})
     start = len(SPY_CALLS)
     try:
         generate(pipe, call_args, steps=1)
-        selected = {"flux": 2, "hunyuan_video": 1, "cosmos": 1}[model]
+        selected = {"flux": 2, "hunyuan_video": 1, "cosmos": 1,
+                    "flux2": 2, "qwen_image": 1, "hunyuan_video15": 1}[model]
         assert len(SPY_CALLS) - start == selected * CALLS_PER_STEP[model]
     finally:
         pipe.disable_gna()
@@ -154,7 +180,8 @@ def test_recipe_model_mismatch_and_unsupported_model() -> None:
 
 def test_shipped_recipe_scales_to_the_tiny_grid(tiny) -> None:
     model, pipe, call_args = tiny
-    name = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world"}[model]
+    name = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world",
+            "flux2": "flux2-dev-4k", "qwen_image": "qwen-image-4k", "hunyuan_video15": "hunyuan-video15-720p"}[model]
     state = pipe.enable_gna(name)
     try:
         generate(pipe, call_args, steps=2)
