@@ -1,8 +1,6 @@
 """GNA inside tiny offline FLUX, HunyuanVideo, Cosmos, FLUX.2, Qwen-Image and HunyuanVideo 1.5 pipelines: the real
 diffusers code paths, a few steps."""
 
-import contextlib
-import inspect
 import warnings
 
 import pytest
@@ -11,6 +9,7 @@ import torch
 import gna_diffusers
 from gna_diffusers.backends import Backend, register_backend
 from gna_diffusers.backends.reference import reference_forward
+from gna_diffusers.compare import after_each_step
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8],
@@ -48,21 +47,6 @@ def generate(pipe, call_args, steps=3, prompt="a cat w1 w2", **extra):
     return latents
 
 
-@contextlib.contextmanager
-def after_each_step(pipe, record):
-    """Call `record()` after every denoising step: through callback_on_step_end where the pipeline takes one, else
-    (HunyuanVideo 1.5) after each scheduler step. Yields the call arguments to add."""
-    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
-        yield dict(callback_on_step_end=lambda pipe_, step, timestep, kwargs: (record(), kwargs)[1])
-        return
-    step = pipe.scheduler.step
-    pipe.scheduler.step = lambda *args, **kwargs: (step(*args, **kwargs), record())[0]
-    try:
-        yield {}
-    finally:
-        del pipe.scheduler.step
-
-
 def recipe(model, window, dense_steps=0, **layer):
     return {"model": model, "grid": GRIDS[model], "dense_steps": dense_steps, "backend": "spy",
             "layers": [{"blocks": "all", "window": window, **layer}]}
@@ -88,8 +72,9 @@ def test_dense_steps_are_dense_then_gna(tiny) -> None:
     model, pipe, call_args = tiny
     calls_after_step = []
 
-    def record():
+    def record(pipe_, step, timestep, kwargs):
         calls_after_step.append(len(SPY_CALLS) - start)
+        return kwargs
 
     pipe.enable_gna(recipe(model, [2] * len(GRIDS[model]), dense_steps=2))
     start = len(SPY_CALLS)

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
         prompts = Path(args.prompts).read_text().splitlines() if args.prompts else ["a red fox in fresh snow"]
         prompts = [p for p in prompts if p.strip()]
         recipes = args.recipe or {"flux": ["flux-dev-4k"], "hunyuan_video": ["hunyuan-video-720p"],
-                                  "cosmos": ["cosmos-7b-text2world"]}[kind]
+                                  "cosmos": ["cosmos-7b-text2world"], "flux2": ["flux2-dev-4k"],
+                                  "qwen_image": ["qwen-image-4k"], "hunyuan_video15": ["hunyuan-video15-720p"]}[kind]
         total = len(prompts) * len(args.seeds) * (1 + len(recipes))
         with tqdm(total=total, desc="compare runs") as progress:
             result = compare.compare_pipeline(pipe, kind, recipes, prompts, args.seeds,
@@ -60,7 +61,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--prompts", help="text file, one prompt per line")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--steps", type=int)
-    p.add_argument("--random-weights", nargs="+", choices=["flux", "hunyuan_video", "cosmos"],
+    p.add_argument("--random-weights", nargs="+", choices=["flux", "hunyuan_video", "cosmos", "flux2", "qwen_image",
+                                                           "hunyuan_video15"],
                    help="time full-size transformers with random weights on the GPU instead of running pipelines")
     p.add_argument("--backend", nargs="+", help="GNA backends to time with --random-weights (e.g. flex cutlass)")
     p.add_argument("--reps", type=int, default=3, help="timed forwards per mode with --random-weights")

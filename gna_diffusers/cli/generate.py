@@ -15,11 +15,11 @@ from typing import Optional
 import torch
 
 from ..parallel import enable_context_parallel, init_from_env, launch
-from ..compare import StepTimer
+from ..compare import StepTimer, after_each_step
 from ..pipeline import enable_gna, gna_state
 from ..tiny import TINY_PIPELINES
 
-VIDEO_MODELS = ("hunyuan_video", "cosmos")
+VIDEO_MODELS = ("hunyuan_video", "cosmos", "hunyuan_video15")
 
 
 def load_pipeline(model: Optional[str], tiny: str, device: torch.device, dtype: torch.dtype):
@@ -71,7 +71,9 @@ def run(args: argparse.Namespace) -> int:
         pipe.set_progress_bar_config(disable=rank != 0)
     if not args.dense:
         enable_gna(pipe, args.recipe or {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p",
-                                         "cosmos": "cosmos-7b-text2world"}[kind])
+                                         "cosmos": "cosmos-7b-text2world", "flux2": "flux2-dev-4k",
+                                         "qwen_image": "qwen-image-4k",
+                                         "hunyuan_video15": "hunyuan-video15-720p"}[kind])
     for key in ("height", "width"):
         if getattr(args, key):
             call_args[key] = getattr(args, key)
@@ -79,9 +81,9 @@ def run(args: argparse.Namespace) -> int:
         call_args["num_frames"] = args.frames
     timer = StepTimer(device)
     timer.start()
-    out = pipe(prompt=args.prompt, num_inference_steps=args.steps or (50 if args.model else 4),
-               generator=torch.Generator(device="cpu").manual_seed(args.seed), callback_on_step_end=timer,
-               **call_args)
+    with after_each_step(pipe, timer) as hook:
+        out = pipe(prompt=args.prompt, num_inference_steps=args.steps or (50 if args.model else 4),
+                   generator=torch.Generator(device="cpu").manual_seed(args.seed), **hook, **call_args)
     if rank != 0:
         return 0
     output = Path(args.output or f"out/{kind}{'_dense' if args.dense else '_gna'}."
@@ -119,7 +121,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=int, default=None, help="denoising steps (default: 4 tiny, 50 real)")
     p.add_argument("--height", type=int)
     p.add_argument("--width", type=int)
-    p.add_argument("--frames", type=int, help="video frames (HunyuanVideo, Cosmos)")
+    p.add_argument("--frames", type=int, help="video frames (HunyuanVideo, Cosmos, HunyuanVideo 1.5)")
     p.add_argument("--fps", type=int, default=24)
     p.add_argument("--dense", action="store_true", help="baseline: the original dense attention")
     p.add_argument("--output", help="output file (PNG for images, MP4 for videos)")
