@@ -87,7 +87,7 @@ def _kv_run(transformer) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor
     extracted, cache = transformer(hidden_states=torch.cat([refs, grid_tokens], dim=1), timestep=torch.tensor([1.0]),
                                    img_ids=torch.cat([ids(10, 4, 8), ids(0, 8, 12)], dim=1), kv_cache_mode="extract",
                                    num_ref_tokens=32, **common)
-    stored = [c.k_ref.clone() for c in cache.double_block_caches + cache.single_block_caches]
+    stored = [c.k_ref for c in cache.double_block_caches + cache.single_block_caches]
     cached = transformer(hidden_states=grid_tokens, timestep=torch.tensor([0.5]), img_ids=ids(0, 8, 12),
                          kv_cache=cache, kv_cache_mode="cached", **common)[0]
     return extracted, stored, cached
@@ -114,6 +114,20 @@ def test_flux2_kv_cache_modes_match_diffusers() -> None:
     torch.testing.assert_close(cached, dense_cached, atol=1e-5, rtol=1e-5)
     assert (small_cached - dense_cached).abs().max().item() > 1e-3
     assert all(isinstance(block.attn.processor, Flux2KVAttnProcessor) for block in transformer.transformer_blocks)
+
+
+def test_flux2_kv_arguments_without_kv_processors_run_the_original() -> None:
+    """diffusers' standard FLUX.2 processors ignore KV-cache arguments (the references then sit before the grid as
+    ordinary image tokens); GNA leaves those calls to them, so the output is exactly the original's."""
+    transformer = TINY_PIPELINES["flux2"][0](0).transformer
+    dense = _kv_run(transformer)
+    gna_diffusers.enable_gna(transformer, recipe("flux2", (8, 12), (2, 2)))
+    start = len(SEEN)
+    try:
+        gna = _kv_run(transformer)
+    finally:
+        gna_diffusers.disable_gna(transformer)
+    assert len(SEEN) == start and torch.equal(gna[0], dense[0]) and torch.equal(gna[2], dense[2])
 
 
 def test_qwen_image_padded_text_is_masked() -> None:

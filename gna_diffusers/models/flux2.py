@@ -10,6 +10,7 @@ reference tokens, as extra dense keys; text and reference queries attend as in d
 
 from __future__ import annotations
 
+import inspect
 from typing import Optional
 
 import torch
@@ -38,8 +39,17 @@ def _rope(query: torch.Tensor, key: torch.Tensor, image_rotary_emb) -> tuple[tor
 class _Flux2Attention(GNAProcessorBase):
     """The attention both block types share, once q, k, v ([B, S, H, D], RoPE applied) are made."""
 
+    def __init__(self, original, state, group) -> None:
+        super().__init__(original, state, group)
+        # diffusers drops KV-cache arguments a processor does not take; only the KV processors act on them
+        self.kv_aware = "kv_cache_mode" in inspect.signature(original.__call__).parameters
+
     def _uses_original(self, attention_mask: Optional[torch.Tensor], kv_cache_mode: Optional[str]) -> bool:
-        """Dense steps and explicit masks run the original processor; KV-cache modes are checked here."""
+        """Dense steps, explicit masks and KV-cache arguments the original processor would ignore (then the layout
+        may hold reference tokens before the grid, which only the original's dense attention handles) run the
+        original processor; KV-cache modes are checked here."""
+        if kv_cache_mode is not None and not self.kv_aware:
+            return True
         if kv_cache_mode not in KV_MODES:
             raise ValueError(f"kv_cache_mode={kv_cache_mode!r}: FLUX.2 GNA knows {KV_MODES}")
         if kv_cache_mode is not None and self.state.ulysses is not None:
@@ -90,8 +100,8 @@ class Flux2GNAProcessor(_Flux2Attention):
                  kv_cache: Optional[Flux2KVLayerCache] = None, kv_cache_mode: Optional[str] = None,
                  num_ref_tokens: int = 0):
         if self._uses_original(attention_mask, kv_cache_mode) or encoder_hidden_states is None:
-            kv = {} if kv_cache_mode is None else dict(kv_cache=kv_cache, kv_cache_mode=kv_cache_mode,
-                                                       num_ref_tokens=num_ref_tokens)
+            kv = {} if not self.kv_aware else dict(kv_cache=kv_cache, kv_cache_mode=kv_cache_mode,
+                                                   num_ref_tokens=num_ref_tokens)
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb, **kv)
         query, key, value, enc_query, enc_key, enc_value = _get_qkv_projections(attn, hidden_states,
                                                                                 encoder_hidden_states)
@@ -116,8 +126,8 @@ class Flux2SingleGNAProcessor(_Flux2Attention):
                  image_rotary_emb=None, kv_cache: Optional[Flux2KVLayerCache] = None,
                  kv_cache_mode: Optional[str] = None, num_txt_tokens: int = 0, num_ref_tokens: int = 0):
         if self._uses_original(attention_mask, kv_cache_mode):
-            kv = {} if kv_cache_mode is None else dict(kv_cache=kv_cache, kv_cache_mode=kv_cache_mode,
-                                                       num_txt_tokens=num_txt_tokens, num_ref_tokens=num_ref_tokens)
+            kv = {} if not self.kv_aware else dict(kv_cache=kv_cache, kv_cache_mode=kv_cache_mode,
+                                                   num_txt_tokens=num_txt_tokens, num_ref_tokens=num_ref_tokens)
             return self.original(attn, hidden_states, attention_mask, image_rotary_emb, **kv)
         projected = attn.to_qkv_mlp_proj(hidden_states)
         qkv_dim, mlp_dim = 3 * attn.inner_dim, attn.mlp_hidden_dim * attn.mlp_mult_factor
