@@ -215,3 +215,13 @@ def test_grid_readers_refuse_what_is_not_a_grid() -> None:
                  timestep=torch.tensor([0.5]), img_shapes=[[(1, 12, 12)]])
     finally:
         gna_diffusers.disable_gna(qwen)
+
+
+def test_unsupported_classes_and_mismatched_recipes_are_named() -> None:
+    with pytest.raises(ValueError, match="supported transformers: .*Flux2Transformer2DModel.*"
+                                         "HunyuanVideo15Transformer3DModel.*QwenImageTransformer2DModel"):
+        gna_diffusers.enable_gna(torch.nn.Linear(2, 2), "flux2-dev-4k")
+    pipe = TINY_PIPELINES["qwen_image"][0](0)
+    with pytest.raises(gna_diffusers.RecipeError, match="for model 'flux2', but this transformer is "
+                                                        "QwenImageTransformer2DModel"):
+        pipe.enable_gna("flux2-dev-4k")

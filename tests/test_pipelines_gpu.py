@@ -10,11 +10,12 @@ from gna_diffusers.tiny import TINY_PIPELINES
 pytestmark = pytest.mark.gpu
 warnings.filterwarnings("ignore")
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8],
+         "flux2": [12, 16], "qwen_image": [12, 16], "hunyuan_video15": [3, 8, 12]}
 
 
 def generate(pipe, call_args, steps=3):
-    out = pipe("a cat w1 w2", num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
+    out = pipe(prompt="a cat w1 w2", num_inference_steps=steps, generator=torch.Generator().manual_seed(0),
                output_type="latent", **call_args)
     latents = out.images if hasattr(out, "images") else out.frames
     assert torch.isfinite(latents).all()
