@@ -10,12 +10,14 @@ when their weights are on this machine, and the report says why when they are no
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import inspect
 import json
 import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -126,6 +128,29 @@ class StepTimer:
         return callback_kwargs
 
 
+@contextlib.contextmanager
+def after_each_step(pipe, callback: Callable[[object, int, object, dict], dict]) -> Iterator[dict]:
+    """Call `callback(pipe, step, timestep, {"latents": ...})` after every denoising step: as the pipeline's
+    `callback_on_step_end` where it takes one, else (HunyuanVideo 1.5's pipeline takes none) after each scheduler
+    step. Yields the call arguments to pass to the pipeline."""
+    if "callback_on_step_end" in inspect.signature(pipe.__call__).parameters:
+        yield {"callback_on_step_end": callback}
+        return
+    scheduler_step = pipe.scheduler.step
+    steps = iter(range(1 << 30))
+
+    def step(model_output, timestep, sample, *args, **kwargs):
+        out = scheduler_step(model_output, timestep, sample, *args, **kwargs)
+        callback(pipe, next(steps), timestep, {"latents": out[0] if isinstance(out, tuple) else out.prev_sample})
+        return out
+
+    pipe.scheduler.step = step
+    try:
+        yield {}
+    finally:
+        del pipe.scheduler.step
+
+
 def run_pipeline(pipe, prompt: str, seed: int, steps: int, call_args: dict, timer) -> tuple[torch.Tensor, torch.Tensor]:
     """(decoded output in [0, 1], final latents); `timer` records each step's time and mode."""
     latents = {}
@@ -136,8 +161,9 @@ def run_pipeline(pipe, prompt: str, seed: int, steps: int, call_args: dict, time
         return kwargs
 
     timer.start()
-    out = pipe(prompt=prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
-               output_type="pt", callback_on_step_end=on_step_end, **call_args)
+    with after_each_step(pipe, on_step_end) as hook:
+        out = pipe(prompt=prompt, num_inference_steps=steps, generator=torch.Generator().manual_seed(seed),
+                   output_type="pt", **hook, **call_args)
     result = out.images if hasattr(out, "images") else out.frames
     return result.float().clamp(0, 1).cpu(), latents["last"].float().cpu()
 
@@ -236,17 +262,15 @@ def compare_random_weights(model: str, recipe_name: Optional[str] = None, backen
         dense_s = median_seconds(lambda: transformer(**inputs), reps)
         state = enable_gna(transformer, data)
         gna_s = median_seconds(lambda: transformer(**inputs), reps)
-        grid = state.grid
+        grid, text_tokens = state.grid, state.text_len   # text in the self-attention's joint sequence
         disable_gna(transformer)
     config = transformer.config
     heads, head_dim = config.num_attention_heads, config.attention_head_dim
-    text = {"flux": inputs.get("encoder_hidden_states"), "hunyuan_video": inputs.get("encoder_hidden_states")}
-    text_tokens = text[model].shape[1] if model in text else 0
     layers = sum(len(getattr(transformer, attr)) for _, attr in spec_for(transformer).stacks)
     key_mask = None
-    if "encoder_attention_mask" in inputs:           # HunyuanVideo masks padded text for every query
+    if spec.text_key_mask is not None:               # HunyuanVideo (1.5) mask padded text for every query
         key_mask = torch.cat([torch.ones(1, math.prod(grid), dtype=torch.bool, device=device),
-                              inputs["encoder_attention_mask"]], dim=1)
+                              spec.text_key_mask(inputs)[:1]], dim=1)
     attn = attention_s(1, heads, math.prod(grid) + text_tokens, head_dim, device, dtype, key_mask) * layers
     dense_step, gna_step = dense_s * spec.calls_per_step, gna_s * spec.calls_per_step
     steps, dense_steps = spec.steps, recipe.dense_step_count(spec.steps)

@@ -4,10 +4,11 @@ real weights cannot be downloaded. Configs are the published config.json values 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
-from diffusers import (CosmosTransformer3DModel, FluxTransformer2DModel, HunyuanVideoTransformer3DModel,
+from diffusers import (CosmosTransformer3DModel, Flux2Transformer2DModel, FluxTransformer2DModel,
+                       HunyuanVideo15Transformer3DModel, HunyuanVideoTransformer3DModel, QwenImageTransformer2DModel,
                        WanTransformer3DModel)
 
 
@@ -21,6 +22,8 @@ class FullSize:
     calls_per_step: int           # transformer calls per denoising step (CFG doubles it)
     steps: int                    # the pipeline's default number of steps
     make_inputs: Callable[[float, torch.device, torch.dtype, int], dict]  # (scale, device, dtype, batch) -> kwargs
+    # the joint sequence's text key mask [batch, text tokens] the model builds from those inputs (None: unmasked)
+    text_key_mask: Optional[Callable[[dict], torch.Tensor]] = None
 
 
 def _flux_inputs(scale: float, device, dtype, batch: int) -> dict:
@@ -83,6 +86,51 @@ def _cosmos_predict2_video_inputs(scale: float, device, dtype, batch: int) -> di
                 padding_mask=torch.zeros(1, 1, 16 * h, 16 * w, device=device, dtype=dtype))
 
 
+def _flux2_inputs(scale: float, device, dtype, batch: int) -> dict:
+    side = max(2, int(256 * scale))                  # 4096px -> 256x256 packed latent tokens (VAE /8, 2x2)
+    text = max(1, int(512 * scale))                  # Mistral-3 prompt, always padded to 512 (no mask)
+    img_ids = torch.cartesian_prod(torch.arange(1), torch.arange(side), torch.arange(side), torch.arange(1))[None]
+    txt_ids = torch.cartesian_prod(torch.arange(1), torch.arange(1), torch.arange(1), torch.arange(text))[None]
+    return dict(hidden_states=torch.randn(batch, side * side, 128, device=device, dtype=dtype),
+                encoder_hidden_states=torch.randn(batch, text, 15360, device=device, dtype=dtype),
+                timestep=torch.full((batch,), 0.5, device=device, dtype=dtype),
+                guidance=torch.full((batch,), 4.0, device=device, dtype=dtype),
+                img_ids=img_ids.expand(batch, -1, -1).to(device), txt_ids=txt_ids.expand(batch, -1, -1).to(device))
+
+
+def _qwen_image_inputs(scale: float, device, dtype, batch: int) -> dict:
+    side = max(2, int(256 * scale))                  # 4096px -> 256x256 packed latent tokens (VAE /8, 2x2)
+    text = max(1, int(128 * scale))                  # a detailed prompt; the pipeline trims text to its real length
+    return dict(hidden_states=torch.randn(batch, side * side, 64, device=device, dtype=dtype),
+                encoder_hidden_states=torch.randn(batch, text, 3584, device=device, dtype=dtype),
+                timestep=torch.full((batch,), 0.5, device=device, dtype=dtype),
+                img_shapes=[[(1, side, side)]] * batch)
+
+
+def _hunyuan15_inputs(scale: float, device, dtype, batch: int) -> dict:
+    t, h, w = max(2, int(31 * scale)), max(2, int(45 * scale)), max(2, int(80 * scale))   # 720x1280x121: 31x45x80
+    text, glyph, image = max(2, int(1000 * scale)), max(1, int(256 * scale)), max(1, int(729 * scale))
+    mask = torch.zeros(batch, text, device=device, dtype=torch.bool)
+    mask[:, : max(1, int(200 * scale))] = True       # a rewritten, detailed prompt: 200 of the 1000 text slots
+    return dict(hidden_states=torch.randn(batch, 65, t, h, w, device=device, dtype=dtype),   # latent, cond, mask
+                timestep=torch.full((batch,), 500, device=device, dtype=dtype),
+                encoder_hidden_states=torch.randn(batch, text, 3584, device=device, dtype=dtype),
+                encoder_attention_mask=mask,
+                encoder_hidden_states_2=torch.randn(batch, glyph, 1472, device=device, dtype=dtype),
+                encoder_attention_mask_2=torch.zeros(batch, glyph, device=device, dtype=torch.bool),  # no quoted text
+                image_embeds=torch.zeros(batch, image, 1152, device=device, dtype=dtype))  # text-to-video: no image
+
+
+def _hunyuan15_text_mask(inputs: dict) -> torch.Tensor:
+    """The transformer's joined conditioning mask: valid image (none for text-to-video), ByT5 and text tokens first,
+    then the padding."""
+    image = inputs["image_embeds"]
+    valid = (inputs["encoder_attention_mask"].sum(1) + inputs["encoder_attention_mask_2"].sum(1)
+             + image.shape[1] * bool(image.any()))[:, None]
+    length = sum(inputs[k].shape[1] for k in ("encoder_hidden_states", "encoder_hidden_states_2", "image_embeds"))
+    return torch.arange(length, device=valid.device)[None] < valid
+
+
 FULL_SIZE = {
     "flux": FullSize("flux", "black-forest-labs/FLUX.1-dev", FluxTransformer2DModel, dict(
         patch_size=1, in_channels=64, num_layers=19, num_single_layers=38, attention_head_dim=128,
@@ -93,7 +141,8 @@ FULL_SIZE = {
                                    num_layers=20, num_single_layers=40, num_refiner_layers=2, mlp_ratio=4.0,
                                    patch_size=2, patch_size_t=1, qk_norm="rms_norm", guidance_embeds=True,
                                    text_embed_dim=4096, pooled_projection_dim=768, rope_theta=256.0,
-                                   rope_axes_dim=(16, 56, 56)), "hunyuan-video-720p", 1, 50, _hunyuan_inputs),
+                                   rope_axes_dim=(16, 56, 56)), "hunyuan-video-720p", 1, 50, _hunyuan_inputs,
+                              lambda inputs: inputs["encoder_attention_mask"]),
     "cosmos": FullSize("cosmos", "nvidia/Cosmos-1.0-Diffusion-7B-Text2World", CosmosTransformer3DModel, dict(
         in_channels=16, out_channels=16, num_attention_heads=32, attention_head_dim=128, num_layers=28,
         mlp_ratio=4.0, text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240), patch_size=(1, 2, 2),
@@ -114,6 +163,22 @@ FULL_SIZE = {
         text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240), patch_size=(1, 2, 2),
         rope_scale=(1.0, 3.0, 3.0), concat_padding_mask=True, extra_pos_embed_type=None),
         "cosmos-predict2-video2world", 2, 35, _cosmos_predict2_video_inputs),
+    "flux2": FullSize("flux2", "black-forest-labs/FLUX.2-dev", Flux2Transformer2DModel, dict(
+        patch_size=1, in_channels=128, num_layers=8, num_single_layers=48, attention_head_dim=128,
+        num_attention_heads=48, joint_attention_dim=15360, timestep_guidance_channels=256, mlp_ratio=3.0,
+        axes_dims_rope=(32, 32, 32, 32), rope_theta=2000, eps=1e-6, guidance_embeds=True),
+        "flux2-dev-4k", 1, 50, _flux2_inputs),       # guidance-distilled: one call a step
+    "qwen_image": FullSize("qwen_image", "Qwen/Qwen-Image", QwenImageTransformer2DModel, dict(
+        patch_size=2, in_channels=64, out_channels=16, num_layers=60, attention_head_dim=128, num_attention_heads=24,
+        joint_attention_dim=3584, guidance_embeds=False, axes_dims_rope=(16, 56, 56)),
+        "qwen-image-4k", 2, 50, _qwen_image_inputs),  # true CFG (true_cfg_scale 4 with a negative prompt)
+    "hunyuan_video15": FullSize("hunyuan_video15", "hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-720p_t2v",
+                                HunyuanVideo15Transformer3DModel, dict(
+        in_channels=65, out_channels=32, num_attention_heads=16, attention_head_dim=128, num_layers=54,
+        num_refiner_layers=2, mlp_ratio=4.0, patch_size=1, patch_size_t=1, qk_norm="rms_norm", text_embed_dim=3584,
+        text_embed_2_dim=1472, image_embed_dim=1152, rope_theta=256.0, rope_axes_dim=(16, 56, 56), target_size=960,
+        task_type="t2v", use_meanflow=False), "hunyuan-video15-720p", 2, 50, _hunyuan15_inputs,
+        _hunyuan15_text_mask),                        # CFG through its guider (guidance 6): two calls a step
 }
 
 

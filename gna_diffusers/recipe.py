@@ -15,7 +15,7 @@ import yaml
 
 from .ops.params import GNAParams
 
-MODELS = ("flux", "hunyuan_video", "cosmos", "wan")
+MODELS = ("flux", "hunyuan_video", "cosmos", "wan", "flux2", "qwen_image", "hunyuan_video15")
 GRID_POLICIES = ("proportional", "clip", "refuse")
 DENSE_PATHS = ("fast", "original")
 TOP_KEYS = {"name", "description", "model", "grid", "dense_steps", "dense_path", "layers", "backend",

@@ -1,4 +1,5 @@
-"""Tiny FLUX, HunyuanVideo, Cosmos and Wan pipelines built entirely offline (random weights, in-memory tokenizers).
+"""Tiny FLUX, HunyuanVideo, Cosmos, Wan, FLUX.2, Qwen-Image and HunyuanVideo 1.5 pipelines built entirely offline
+(random weights, in-memory tokenizers).
 
 They run the real diffusers pipeline code in well under a second on a CPU, so the tests and the CLI's offline default
 exercise exactly the attach points, token layouts and step loops that full-size models use.
@@ -28,6 +29,18 @@ from diffusers import (
     WanPipeline,
     WanTransformer3DModel,
 )
+from diffusers import (
+    AutoencoderKLFlux2,
+    AutoencoderKLHunyuanVideo15,
+    AutoencoderKLQwenImage,
+    Flux2Pipeline,
+    Flux2Transformer2DModel,
+    HunyuanVideo15Pipeline,
+    HunyuanVideo15Transformer3DModel,
+    QwenImagePipeline,
+    QwenImageTransformer2DModel,
+)
+from diffusers.guiders import ClassifierFreeGuidance
 from transformers import (
     CLIPTextConfig,
     CLIPTextModel,
@@ -38,6 +51,16 @@ from transformers import (
     T5Config,
     T5EncoderModel,
     T5TokenizerFast,
+)
+from transformers import (
+    ByT5Tokenizer,
+    Mistral3Config,
+    Mistral3ForConditionalGeneration,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2_5_VLTextConfig,
+    Qwen2_5_VLTextModel,
+    Qwen2Tokenizer,
 )
 
 VOCAB = ["<unk>", "<s>", "</s>", "<pad>"] + [f"w{i}" for i in range(60)] + list("abcdefghijklmnopqrstuvwxyz ")
@@ -230,6 +253,101 @@ def tiny_cosmos_predict2_video(seed: int = 0) -> Cosmos2VideoToWorldPipeline:
                                        safety_checker=AlwaysSafe())
 
 
+# Chat-template pipelines (FLUX.2, HunyuanVideo 1.5) format a system message and the prompt; the tiny tokenizers render
+# only the user's text, so the short TEXT_LENGTH still holds the prompt.
+USER_TEXT_TEMPLATE = ("{% for message in messages %}{% if message['role'] == 'user' %}"
+                      "{% if message['content'] is string %}{{ message['content'] }}"
+                      "{% else %}{% for part in message['content'] %}{{ part['text'] }}{% endfor %}{% endif %}"
+                      "{% endif %}{% endfor %}")
+QWEN_ROPE = {"mrope_section": [1, 1, 2], "rope_type": "default", "type": "default"}
+
+
+def _chat_tokenizer(cls: type, **special: str):
+    tokenizer = cls(vocab={t: i for i, t in enumerate(VOCAB)}, merges=[], model_max_length=TEXT_LENGTH, **special)
+    tokenizer.chat_template = USER_TEXT_TEMPLATE
+    return tokenizer
+
+
+def tiny_flux2(seed: int = 0) -> Flux2Pipeline:
+    """FLUX.2 layout: 2 double + 2 parallel single-stream blocks, 2 heads of 16, 4-axis RoPE, a Mistral-3 text encoder
+    (its one layer's states as the prompt embedding); 24x32 px -> a 12x16 token grid (VAE /1, packed 2x2)."""
+    torch.manual_seed(seed)
+    transformer = Flux2Transformer2DModel(patch_size=1, in_channels=16, num_layers=2, num_single_layers=2,
+                                          attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                          timestep_guidance_channels=32, mlp_ratio=2.0, axes_dims_rope=(4, 4, 4, 4))
+    vae = AutoencoderKLFlux2(sample_size=32, down_block_types=("DownEncoderBlock2D",),
+                             up_block_types=("UpDecoderBlock2D",), block_out_channels=(8,), layers_per_block=1,
+                             latent_channels=4, norm_num_groups=4, use_quant_conv=False, use_post_quant_conv=False)
+    config = Mistral3Config(
+        text_config={"model_type": "mistral", "vocab_size": len(VOCAB), "hidden_size": 16, "intermediate_size": 32,
+                     "max_position_embeddings": 64, "num_attention_heads": 2, "num_hidden_layers": 1,
+                     "num_key_value_heads": 2, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 3},
+        vision_config={"model_type": "pixtral", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                       "intermediate_size": 32, "image_size": 16, "patch_size": 8, "num_channels": 3},
+        image_token_index=0)
+    tokenizer = _chat_tokenizer(LlamaTokenizerFast, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                pad_token="<pad>")
+    return Flux2Pipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                         text_encoder=Mistral3ForConditionalGeneration(config).eval(), tokenizer=tokenizer,
+                         transformer=transformer.eval())
+
+
+def tiny_qwen_image(seed: int = 0) -> QwenImagePipeline:
+    """Qwen-Image layout: 2 double-stream blocks, 2 heads of 16, a Qwen2.5-VL text encoder; 48x64 px -> a 12x16 token
+    grid (VAE /2, packed 2x2). Prompts of different lengths give a padded, masked text batch."""
+    torch.manual_seed(seed)
+    transformer = QwenImageTransformer2DModel(patch_size=2, in_channels=16, out_channels=4, num_layers=2,
+                                              attention_head_dim=16, num_attention_heads=2, joint_attention_dim=16,
+                                              axes_dims_rope=(8, 4, 4))
+    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                                 latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    config = Qwen2_5_VLConfig(
+        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+                     "num_key_value_heads": 2, "vocab_size": len(VOCAB), "rope_scaling": QWEN_ROPE},
+        vision_config={"depth": 1, "hidden_size": 16, "intermediate_size": 16, "num_heads": 2, "out_hidden_size": 16},
+        vocab_size=len(VOCAB))
+    tokenizer = Qwen2Tokenizer(vocab={t: i for i, t in enumerate(VOCAB)}, merges=[], unk_token="<unk>",
+                               eos_token="</s>", pad_token="<pad>", model_max_length=TEXT_LENGTH)
+    pipe = QwenImagePipeline(scheduler=FlowMatchEulerDiscreteScheduler(), vae=vae.eval(),
+                             text_encoder=Qwen2_5_VLForConditionalGeneration(config).eval(), tokenizer=tokenizer,
+                             transformer=transformer.eval())
+    pipe.prompt_template_encode, pipe.prompt_template_encode_start_idx = "{}", 0   # no system prompt to drop
+    return pipe
+
+
+def tiny_hunyuan_video15(seed: int = 0) -> HunyuanVideo15Pipeline:
+    """HunyuanVideo 1.5 text-to-video layout: 2 double-stream blocks, a Qwen2.5-VL text encoder (16 tokens), ByT5
+    for quoted text (8 tokens), 4 image tokens (all masked: no image), CFG; 5 frames of 32x48 px -> a 3x8x12 grid
+    (VAE /2 in time, /4 in space, patch 1)."""
+    torch.manual_seed(seed)
+    transformer = HunyuanVideo15Transformer3DModel(in_channels=9, out_channels=4, num_attention_heads=2,
+                                                   attention_head_dim=16, num_layers=2, num_refiner_layers=1,
+                                                   mlp_ratio=2.0, patch_size=1, patch_size_t=1, text_embed_dim=16,
+                                                   text_embed_2_dim=16, image_embed_dim=8, rope_axes_dim=(4, 6, 6),
+                                                   target_size=32, task_type="t2v")
+    vae = AutoencoderKLHunyuanVideo15(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(16, 16),
+                                      layers_per_block=1, spatial_compression_ratio=4, temporal_compression_ratio=2,
+                                      downsample_match_channel=False, upsample_match_channel=False)
+    text_encoder = Qwen2_5_VLTextModel(Qwen2_5_VLTextConfig(
+        hidden_size=16, intermediate_size=32, num_hidden_layers=3, num_attention_heads=2, num_key_value_heads=2,
+        vocab_size=len(VOCAB), rope_scaling=QWEN_ROPE))
+    tokenizer_2 = ByT5Tokenizer()
+    text_encoder_2 = T5EncoderModel(T5Config(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8,
+                                             vocab_size=len(tokenizer_2), decoder_start_token_id=0, pad_token_id=0,
+                                             eos_token_id=1))
+    pipe = HunyuanVideo15Pipeline(text_encoder=text_encoder.eval(),
+                                  tokenizer=_chat_tokenizer(Qwen2Tokenizer, unk_token="<unk>", eos_token="</s>",
+                                                            pad_token="<pad>"),
+                                  transformer=transformer.eval(), vae=vae.eval(),
+                                  scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
+                                  text_encoder_2=text_encoder_2.eval(), tokenizer_2=tokenizer_2,
+                                  guider=ClassifierFreeGuidance(guidance_scale=6.0))
+    # the full-size lengths (1000 text, 256 glyph, 729 image tokens after a 108-token system prompt), made tiny
+    pipe.prompt_template_encode_start_idx, pipe.tokenizer_max_length = 0, TEXT_LENGTH
+    pipe.tokenizer_2_max_length, pipe.vision_num_semantic_tokens = 8, 4
+    return pipe
+
+
 # name -> (builder, call arguments that give a small grid quickly)
 TINY_PIPELINES: dict[str, tuple[Callable[[int], object], dict]] = {
     "flux": (tiny_flux, dict(height=32, width=32, max_sequence_length=TEXT_LENGTH, guidance_scale=3.5)),
@@ -242,4 +360,7 @@ TINY_PIPELINES: dict[str, tuple[Callable[[int], object], dict]] = {
     "cosmos_predict2_video": (tiny_cosmos_predict2_video, dict(image=torch.full((1, 3, 64, 96), 0.5), height=64,
                                                                 width=96, num_frames=9,
                                                                 max_sequence_length=TEXT_LENGTH)),
+    "flux2": (tiny_flux2, dict(height=24, width=32, max_sequence_length=TEXT_LENGTH, text_encoder_out_layers=(1,))),
+    "qwen_image": (tiny_qwen_image, dict(height=48, width=64, max_sequence_length=TEXT_LENGTH)),
+    "hunyuan_video15": (tiny_hunyuan_video15, dict(height=32, width=48, num_frames=5)),
 }

@@ -119,17 +119,26 @@ def test_full_size_architecture_shrunk_runs_with_gna(model) -> None:
               "cosmos_predict2": dict(num_layers=1, num_attention_heads=2, attention_head_dim=32, text_embed_dim=64,
                                       adaln_lora_dim=8, concat_padding_mask=False),
               "cosmos_predict2_video": dict(num_layers=1, num_attention_heads=2, attention_head_dim=32,
-                                            text_embed_dim=64, adaln_lora_dim=8, concat_padding_mask=False)}[model]
+                                            text_embed_dim=64, adaln_lora_dim=8, concat_padding_mask=False),
+              "flux2": dict(num_layers=1, num_single_layers=1, num_attention_heads=2, attention_head_dim=32,
+                            joint_attention_dim=64, axes_dims_rope=(8, 8, 8, 8)),
+              "qwen_image": dict(num_layers=1, num_attention_heads=2, attention_head_dim=32, joint_attention_dim=64,
+                                 axes_dims_rope=(8, 12, 12)),
+              "hunyuan_video15": dict(num_layers=1, num_refiner_layers=1, num_attention_heads=2, attention_head_dim=32,
+                                      text_embed_dim=64, text_embed_2_dim=32, image_embed_dim=16,
+                                      rope_axes_dim=(8, 12, 12))}[model]
     transformer = build_random(model, torch.device("cpu"), torch.float32, shrink)
     inputs = spec.make_inputs(0.05, torch.device("cpu"), torch.float32, 1)
-    width = {"flux": 64, "hunyuan_video": 64, "cosmos": 64, "wan": 64, "cosmos_predict2": 64,
-             "cosmos_predict2_video": 64}[model]
+    width = 64
     if "encoder_hidden_states" in inputs:
         inputs["encoder_hidden_states"] = inputs["encoder_hidden_states"][..., :width]
     if model == "flux":
         inputs["pooled_projections"] = inputs["pooled_projections"][..., :16]
     if model == "hunyuan_video":
         inputs["pooled_projections"] = inputs["pooled_projections"][..., :16]
+    if model == "hunyuan_video15":
+        inputs["encoder_hidden_states_2"] = inputs["encoder_hidden_states_2"][..., :32]
+        inputs["image_embeds"] = inputs["image_embeds"][..., :16]
     with torch.no_grad():
         dense = transformer(**inputs)[0]
         state = enable_gna(transformer, {"model": spec.model, "grid": list(load_grid(model)), "dense_steps": 0,
@@ -137,6 +146,8 @@ def test_full_size_architecture_shrunk_runs_with_gna(model) -> None:
         gna = transformer(**inputs)[0]
         disable_gna(transformer)
     assert state.grid is not None and torch.isfinite(gna).all()
+    if spec.text_key_mask is not None:               # what compare's attention-share estimate masks: the joint text
+        assert spec.text_key_mask(inputs).shape == (1, state.text_len)
     assert gna.shape == dense.shape and not torch.equal(gna, dense)
 
 

@@ -17,7 +17,7 @@ from gna_diffusers.parallel import enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
-         "cosmos_predict2": [4, 6]}
+         "cosmos_predict2": [4, 6], "flux2": [12, 16], "qwen_image": [12, 16]}
 RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos"}   # tiny pipelines whose recipes name another model
 
 
@@ -33,9 +33,9 @@ def recipe(model: str) -> dict:
             "layers": [{"blocks": "all", "window": [2] * len(GRIDS[model])}]}
 
 
-def generate(pipe, call_args, prompt="a cat w1 w2"):
+def generate(pipe, call_args, prompt="a cat w1 w2", **extra):
     out = pipe(prompt=prompt, num_inference_steps=3, generator=torch.Generator().manual_seed(0), output_type="latent",
-               **call_args)
+               **call_args, **extra)
     return out.images if hasattr(out, "images") else out.frames
 
 
@@ -47,7 +47,7 @@ def _init(rank: int, world: int, port: int) -> None:
     torch.accelerator.device_count = lambda: 1
 
 
-def _pipeline_worker(rank: int, world: int, port: int, model: str, path: str) -> None:
+def _pipeline_worker(rank: int, world: int, port: int, model: str, path: str, extra: dict) -> None:
     _init(rank, world, port)
     builder, call_args = TINY_PIPELINES[model]
     pipe = builder(0)
@@ -59,7 +59,7 @@ def _pipeline_worker(rank: int, world: int, port: int, model: str, path: str) ->
     attention.register_forward_pre_hook(
         lambda module, args, kwargs: seen.append(kwargs.get("hidden_states", args[0] if args else None).shape[1]),
         with_kwargs=True)
-    out = generate(pipe, call_args)
+    out = generate(pipe, call_args, **extra)
     if rank == 0:
         torch.save((out, seen, gna_diffusers.gna_state(pipe).ulysses is not None), path)
     dist.destroy_process_group()
@@ -184,12 +184,31 @@ def test_two_ranks_equal_one(model, tmp_path) -> None:
     gna_diffusers.enable_gna(pipe, recipe(model))
     single = generate(pipe, call_args)
     path = str(tmp_path / "out.pt")
-    mp.spawn(_pipeline_worker, args=(2, free_port(), model, path), nprocs=2)
+    mp.spawn(_pipeline_worker, args=(2, free_port(), model, path, {}), nprocs=2)
     parallel, seen, sharded = torch.load(path)
     tokens = 1
     for length in GRIDS[model]:
         tokens *= length
     assert sharded and set(seen) == {tokens // 2}, "the sequence was not split across the two ranks"
+    torch.testing.assert_close(parallel, single, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("model", ["qwen_image", "flux2"])
+def test_two_ranks_equal_one_with_masked_text_or_reference_tokens(model, tmp_path) -> None:
+    """Qwen-Image with a padded, masked prompt batch (each rank gets its slice of the mask) and FLUX.2 with a
+    reference image (its tokens follow the grid, split over the ranks with it) give the single-process output."""
+    from PIL import Image
+    extra = {"qwen_image": dict(prompt=["a cat w1 w2", "a dog"]),
+             "flux2": dict(image=[Image.new("RGB", (64, 64), (200, 40, 90))])}[model]
+    builder, call_args = TINY_PIPELINES[model]
+    pipe = builder(0)
+    gna_diffusers.enable_gna(pipe, recipe(model))
+    single = generate(pipe, call_args, **extra)
+    path = str(tmp_path / "out.pt")
+    mp.spawn(_pipeline_worker, args=(2, free_port(), model, path, extra), nprocs=2)
+    parallel, seen, sharded = torch.load(path)
+    image_tokens = {"qwen_image": 12 * 16, "flux2": 12 * 16 + 32 * 32}[model]
+    assert sharded and set(seen) == {image_tokens // 2}
     torch.testing.assert_close(parallel, single, atol=1e-4, rtol=1e-4)
 
 

@@ -1,4 +1,5 @@
-"""GNA inside tiny offline FLUX, HunyuanVideo, Cosmos and Wan pipelines: the real diffusers code paths, a few steps."""
+"""GNA inside tiny offline FLUX, HunyuanVideo, Cosmos, Wan, FLUX.2, Qwen-Image and HunyuanVideo 1.5 pipelines: the
+real diffusers code paths, a few steps."""
 
 import warnings
 
@@ -8,14 +9,18 @@ import torch
 import gna_diffusers
 from gna_diffusers.backends import Backend, register_backend
 from gna_diffusers.backends.reference import reference_forward
+from gna_diffusers.compare import after_each_step
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
-         "cosmos_predict2": [4, 6], "cosmos_predict2_video": [3, 4, 6]}
+         "cosmos_predict2": [4, 6], "cosmos_predict2_video": [3, 4, 6], "flux2": [12, 16], "qwen_image": [12, 16],
+         "hunyuan_video15": [3, 8, 12]}
 LAYERS = {"flux": 4, "hunyuan_video": 4, "cosmos": 2, "wan": 2, "wan_22": 2, "cosmos_predict2": 2,
-          "cosmos_predict2_video": 2}                             # GNA attention modules a transformer call runs
+          "cosmos_predict2_video": 2, "flux2": 4, "qwen_image": 2,
+          "hunyuan_video15": 2}                                   # GNA attention modules a transformer call runs
 CALLS_PER_STEP = {"flux": 1, "hunyuan_video": 1, "cosmos": 2, "wan": 2, "wan_22": 2, "cosmos_predict2": 2,
-                  "cosmos_predict2_video": 2}                     # transformer calls per step (Cosmos, Wan: CFG)
+                  "cosmos_predict2_video": 2, "flux2": 1, "qwen_image": 1,
+                  "hunyuan_video15": 2}     # transformer calls per step (Cosmos, Wan, HunyuanVideo 1.5: CFG)
 RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos", "cosmos_predict2_video": "cosmos"}  # else the name
 MODELS = sorted(GRIDS)
 
@@ -78,14 +83,16 @@ def test_dense_steps_are_dense_then_gna(tiny) -> None:
     pipe.enable_gna(recipe(model, [2] * len(GRIDS[model]), dense_steps=2))
     start = len(SPY_CALLS)
     try:
-        generate(pipe, call_args, steps=4, callback_on_step_end=record)
+        with after_each_step(pipe, record) as hook:
+            generate(pipe, call_args, steps=4, **hook)
         per_step = LAYERS[model] * CALLS_PER_STEP[model]
         assert calls_after_step == [0, 0, per_step, 2 * per_step]
         # the count resets at the next call, and a fraction of the steps works too
         calls_after_step.clear()
         start = len(SPY_CALLS)
         pipe.enable_gna(recipe(model, [2] * len(GRIDS[model]), dense_steps=0.5))
-        generate(pipe, call_args, steps=2, callback_on_step_end=record)
+        with after_each_step(pipe, record) as hook:
+            generate(pipe, call_args, steps=2, **hook)
         assert calls_after_step == [0, per_step]
         # all steps dense on the original path: exactly the original pipeline (the fast dense path is the same
         # function on other kernels: tests/test_dense_path.py)
@@ -100,7 +107,9 @@ def test_batch_two_with_guidance(tiny) -> None:
     model, pipe, call_args = tiny
     extra = {"flux": dict(true_cfg_scale=2.0, negative_prompt="blurry"), "hunyuan_video": dict(),
              "cosmos": dict(guidance_scale=3.0), "wan": dict(guidance_scale=3.0), "wan_22": dict(guidance_scale=3.0),
-             "cosmos_predict2": dict(guidance_scale=3.0), "cosmos_predict2_video": dict(guidance_scale=3.0)}[model]
+             "cosmos_predict2": dict(guidance_scale=3.0), "cosmos_predict2_video": dict(guidance_scale=3.0),
+             "flux2": dict(), "qwen_image": dict(true_cfg_scale=2.0, negative_prompt="blurry"),
+             "hunyuan_video15": dict()}[model]
     prompts = ["a cat w1 w2", "w3 w4 a dog"]
     dense = generate(pipe, call_args, prompt=prompts, **extra)
     assert dense.shape[0] == 2
@@ -111,7 +120,8 @@ def test_batch_two_with_guidance(tiny) -> None:
         start = len(SPY_CALLS)
         small = generate(pipe, call_args, prompt=prompts, **extra)
         guided_calls = {"flux": 2, "hunyuan_video": 1, "cosmos": 2,   # FLUX true CFG: two calls a step
-                        "wan": 2, "wan_22": 2, "cosmos_predict2": 2, "cosmos_predict2_video": 2}[model]
+                        "wan": 2, "wan_22": 2, "cosmos_predict2": 2, "cosmos_predict2_video": 2,
+                        "flux2": 1, "qwen_image": 2, "hunyuan_video15": 2}[model]
         assert len(SPY_CALLS) - start == LAYERS[model] * guided_calls * 3
     finally:
         pipe.disable_gna()
@@ -122,14 +132,16 @@ def test_batch_two_with_guidance(tiny) -> None:
 def test_layer_selection_leaves_other_layers_dense(tiny) -> None:
     model, pipe, call_args = tiny
     blocks = {"flux": "single:0-1", "hunyuan_video": "double:1", "cosmos": [1],
-              "wan": [1], "wan_22": [1], "cosmos_predict2": [1], "cosmos_predict2_video": [1]}[model]
+              "wan": [1], "wan_22": [1], "cosmos_predict2": [1], "cosmos_predict2_video": [1],
+              "flux2": "single:0-1", "qwen_image": [1], "hunyuan_video15": "blocks:1"}[model]
     pipe.enable_gna({**recipe(model, [2] * len(GRIDS[model])),
                      "layers": [{"blocks": blocks, "window": [2] * len(GRIDS[model])}]})
     start = len(SPY_CALLS)
     try:
         generate(pipe, call_args, steps=1)
         selected = {"flux": 2, "hunyuan_video": 1, "cosmos": 1,
-                    "wan": 1, "wan_22": 1, "cosmos_predict2": 1, "cosmos_predict2_video": 1}[model]
+                    "wan": 1, "wan_22": 1, "cosmos_predict2": 1, "cosmos_predict2_video": 1,
+                    "flux2": 2, "qwen_image": 1, "hunyuan_video15": 1}[model]
         assert len(SPY_CALLS) - start == selected * CALLS_PER_STEP[model]
     finally:
         pipe.disable_gna()
@@ -165,7 +177,8 @@ def test_shipped_recipe_scales_to_the_tiny_grid(tiny) -> None:
     model, pipe, call_args = tiny
     name = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world",
             "wan": "wan-720p", "wan_22": "wan-720p", "cosmos_predict2": "cosmos-predict2-text2image",
-            "cosmos_predict2_video": "cosmos-predict2-video2world"}[model]
+            "cosmos_predict2_video": "cosmos-predict2-video2world",
+            "flux2": "flux2-dev-4k", "qwen_image": "qwen-image-4k", "hunyuan_video15": "hunyuan-video15-720p"}[model]
     state = pipe.enable_gna(name)
     try:
         generate(pipe, call_args, steps=2)

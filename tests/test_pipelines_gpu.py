@@ -10,7 +10,8 @@ from gna_diffusers.tiny import TINY_PIPELINES
 pytestmark = pytest.mark.gpu
 warnings.filterwarnings("ignore")
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6]}
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
+         "flux2": [12, 16], "qwen_image": [12, 16], "hunyuan_video15": [3, 8, 12]}
 RECIPE_MODEL = {"wan_22": "wan"}   # tiny pipelines whose recipes name another model; the others are their own
 
 

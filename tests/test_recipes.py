@@ -12,9 +12,11 @@ STACKS = [("double", 20), ("single", 40)]
 
 
 def test_shipped_recipes_load_and_the_block_sparse_ones_are_fully_block_sparse() -> None:
-    assert {"flux-dev-4k", "hunyuan-video-720p", "hunyuan-video-720p-129f", "cosmos-7b-text2world"} <= set(
+    assert {"flux-dev-4k", "hunyuan-video-720p", "hunyuan-video-720p-129f", "cosmos-7b-text2world",
+            "flux2-dev-2048", "flux2-dev-4k", "qwen-image-1328", "qwen-image-4k", "hunyuan-video15-720p"} <= set(
         shipped_recipes())
-    for name in ("flux-dev-4k", "hunyuan-video-720p", "cosmos-7b-text2world"):
+    for name in ("flux-dev-4k", "hunyuan-video-720p", "cosmos-7b-text2world", "flux2-dev-2048", "flux2-dev-4k",
+                 "qwen-image-4k"):
         recipe = load_recipe(name)
         group = recipe.layers[0]
         assert simulate(recipe.grid, group.window, group.stride).fully_block_sparse, name

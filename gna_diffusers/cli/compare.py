@@ -84,7 +84,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--clip-model", default="openai/clip-vit-large-patch14",
                    help="CLIP model (hub id or folder) for CLIP scores; used only if it is on this machine")
     p.add_argument("--random-weights", nargs="+", choices=["flux", "hunyuan_video", "cosmos", "wan", "cosmos_predict2",
-                                                          "cosmos_predict2_video"],
+                                                          "cosmos_predict2_video", "flux2", "qwen_image",
+                                                          "hunyuan_video15"],
                    help="time full-size transformers with random weights on the GPU instead of running pipelines")
     p.add_argument("--whole-pipeline", nargs="+", choices=["flux", "hunyuan_video"],
                    help="time whole full-size pipeline calls with random weights on the GPU, phase by phase, stock "

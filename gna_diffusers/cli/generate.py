@@ -14,10 +14,11 @@ from pathlib import Path
 from . import positive_int
 from .model import add_model_arguments, device_for, gpus_available, load_pipeline
 
-VIDEO_MODELS = ("hunyuan_video", "cosmos", "wan", "wan_22", "cosmos_predict2_video")
+VIDEO_MODELS = ("hunyuan_video", "cosmos", "wan", "wan_22", "cosmos_predict2_video", "hunyuan_video15")
 SHIPPED_RECIPE = {"flux": "flux-dev-4k", "hunyuan_video": "hunyuan-video-720p", "cosmos": "cosmos-7b-text2world",
                   "wan": "wan-720p", "wan_22": "wan-720p", "cosmos_predict2": "cosmos-predict2-text2image",
-                  "cosmos_predict2_video": "cosmos-predict2-video2world"}
+                  "cosmos_predict2_video": "cosmos-predict2-video2world", "flux2": "flux2-dev-4k",
+                  "qwen_image": "qwen-image-4k", "hunyuan_video15": "hunyuan-video15-720p"}
 
 
 def save_output(out, path: Path, fps: int) -> list[Path]:
@@ -58,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     pipe, kind, call_args = load_pipeline(args.model, args.tiny_model, device, args.dtype, args.download)
     import torch
 
-    from ..compare import StepTimer
+    from ..compare import StepTimer, after_each_step
     from ..pipeline import enable_gna, gna_state
     device = pipe.transformer.device
     if world > 1:
@@ -74,9 +75,9 @@ def run(args: argparse.Namespace) -> int:
         call_args["num_frames"] = args.frames
     timer = StepTimer(device)
     timer.start()
-    out = pipe(prompt=args.prompt, num_inference_steps=args.steps or (50 if args.model else 4),
-               generator=torch.Generator(device="cpu").manual_seed(args.seed), callback_on_step_end=timer,
-               **call_args)
+    with after_each_step(pipe, timer) as hook:
+        out = pipe(prompt=args.prompt, num_inference_steps=args.steps or (50 if args.model else 4),
+                   generator=torch.Generator(device="cpu").manual_seed(args.seed), **hook, **call_args)
     if rank != 0:
         return 0
     output = Path(args.output or f"out/{kind}{'_dense' if args.dense else '_gna'}."
@@ -104,7 +105,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--steps", type=positive_int, default=None, help="denoising steps (default: 4 tiny, 50 real)")
     p.add_argument("--height", type=positive_int)
     p.add_argument("--width", type=positive_int)
-    p.add_argument("--frames", type=positive_int, help="video frames (HunyuanVideo, Cosmos, Wan)")
+    p.add_argument("--frames", type=positive_int, help="video frames (HunyuanVideo, Cosmos, Wan, HunyuanVideo 1.5)")
     p.add_argument("--fps", type=positive_int, default=24)
     p.add_argument("--dense", action="store_true", help="baseline: the original dense attention")
     p.add_argument("--output", help="output file (PNG for images, MP4 for videos)")

@@ -15,6 +15,9 @@ FULL_SIZE_STACKS = {
     "hunyuan_video": [("double", 20), ("single", 40)],
     "cosmos": [("blocks", 28)],
     "wan": [("blocks", 40)],
+    "flux2": [("double", 8), ("single", 48)],
+    "qwen_image": [("blocks", 60)],
+    "hunyuan_video15": [("blocks", 54)],
 }
 
 
@@ -23,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     if args.action == "list":
         for name in shipped_recipes():
             r = load_recipe(name)
-            print(f"{name:28} model={r.model:14} grid={'x'.join(map(str, r.grid))}")
+            print(f"{name:28} model={r.model:15} grid={'x'.join(map(str, r.grid))}")
         return 0
     if args.recipe is None:
         raise UsageError("recipe check needs a shipped recipe name or a YAML path (`gna-diffusers recipe list` "

@@ -12,12 +12,17 @@ from ..errors import UsageError
 if TYPE_CHECKING:
     from ..ops.simulator import SimResult
 
-# The published worked examples and the shipped Cosmos configuration (GNA_SEMANTICS.md, recipes/).
+# The published worked examples and the shipped recipes' configurations (GNA_SEMANTICS.md, recipes/).
 SHIPPED = [
     ("flux-dev-4k", (256, 256), (80, 80), (16, 16)),
     ("hunyuan-video-720p", (30, 48, 80), (18, 24, 24), (16, 8, 8)),
     ("hunyuan-video-720p stride 1", (30, 48, 80), (18, 24, 24), (1, 1, 1)),
     ("cosmos-7b-text2world", (16, 44, 80), (8, 24, 24), (8, 8, 8)),
+    ("flux2-dev-2048", (128, 128), (48, 48), (16, 16)),
+    ("flux2-dev-4k", (256, 256), (80, 80), (16, 16)),
+    ("qwen-image-1328", (83, 83), (48, 48), (16, 16)),
+    ("qwen-image-4k", (256, 256), (80, 80), (16, 16)),
+    ("hunyuan-video15-720p", (31, 45, 80), (16, 24, 24), (8, 8, 8)),
 ]
 
 COLUMNS = ["config", "grid", "window", "stride", "q_tile", "kv_tile", "density", "flop_bound", "tile_bound",

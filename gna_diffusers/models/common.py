@@ -124,41 +124,65 @@ def _valid_keys(state: GNAState, grid_len: int, text_first: bool) -> Optional[li
     return [grid_len + n for n in state.text_valid]
 
 
-def _text_and_grid(tokens: int, text_len: int, text_first: bool) -> tuple[slice, slice]:
-    """Where the text and the grid lie in a sequence of `tokens` laid out as [text, grid] or [grid, text]."""
-    grid_len = tokens - text_len
-    return (slice(0, text_len), slice(text_len, None)) if text_first else (slice(grid_len, None), slice(0, grid_len))
+def _text_grid_tail(tokens: int, text_len: int, text_first: bool, tail_len: int = 0) -> tuple[slice, slice, slice]:
+    """Where the text, the grid and the tail lie in a sequence of `tokens` laid out as [text, grid, tail] or
+    [grid, text] (a tail only follows the grid of a text-first layout)."""
+    if tail_len and not text_first:
+        raise ValueError(f"tail_len={tail_len}: dense tokens after the grid exist only in text-first layouts "
+                         f"([text, grid, tail])")
+    grid_len = tokens - text_len - tail_len
+    if text_first:
+        return slice(0, text_len), slice(text_len, text_len + grid_len), slice(text_len + grid_len, tokens)
+    return slice(grid_len, tokens), slice(0, grid_len), slice(tokens, tokens)
 
 
-def _key_mask(text_mask: Optional[torch.Tensor], grid_len: int, text_first: bool) -> Optional[torch.Tensor]:
-    """The text mask widened to every key of the sequence (grid keys always valid), or None without one."""
+def _key_mask(text_mask: Optional[torch.Tensor], other_len: int, text_first: bool) -> Optional[torch.Tensor]:
+    """The text mask widened to every key of the sequence (the `other_len` grid and tail keys always valid), or None
+    without one."""
     if text_mask is None:
         return None
-    grid_keys = torch.ones(text_mask.shape[0], grid_len, dtype=torch.bool, device=text_mask.device)
-    return torch.cat([text_mask, grid_keys] if text_first else [grid_keys, text_mask], dim=1)
+    other_keys = torch.ones(text_mask.shape[0], other_len, dtype=torch.bool, device=text_mask.device)
+    return torch.cat([text_mask, other_keys] if text_first else [other_keys, text_mask], dim=1)
+
+
+def _dense_tokens(x: torch.Tensor, text: slice, tail: slice) -> torch.Tensor:
+    """The text tokens of x, followed by its tail tokens if there are any (a view when there are none)."""
+    return x[:, text] if tail.start == tail.stop else torch.cat([x[:, text], x[:, tail]], dim=1)
 
 
 def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
-                  text: slice, grid: slice, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """GNA of the grid queries: their neighborhood plus every (unmasked) text token."""
-    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, state.recipe.backend, key[:, text],
-                  value[:, text], text_mask)
+                  text: slice, grid: slice, tail: slice, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """GNA of the grid queries: their neighborhood plus every (unmasked) text token and every tail token."""
+    extra_mask = text_mask
+    if text_mask is not None and tail.start != tail.stop:
+        extra_mask = _key_mask(text_mask, tail.stop - tail.start, text_first=True)
+    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, state.recipe.backend,
+                  _dense_tokens(key, text, tail), _dense_tokens(value, text, tail), extra_mask)
+
+
+def _dense_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text: slice, tail: slice,
+                   key_mask: Optional[torch.Tensor], valid_keys: Optional[list[int]]) -> torch.Tensor:
+    """Dense attention of the text (and tail) queries to every key, as in the original model."""
+    return dense_attention(_dense_tokens(query, text, tail), key, value, key_mask, valid_keys)
 
 
 def _joint(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
-           text_len: int, text_first: bool, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """Joint attention over a whole sequence laid out as [text, grid] or [grid, text] on one rank."""
-    grid_len = query.shape[1] - text_len
-    valid_keys = _valid_keys(state, grid_len, text_first)
-    key_mask = _key_mask(text_mask, grid_len, text_first) if valid_keys is None else None
+           text_len: int, text_first: bool, text_mask: Optional[torch.Tensor], tail_len: int) -> torch.Tensor:
+    """Joint attention over a whole sequence laid out as [text, grid, tail] or [grid, text] on one rank."""
+    rest_len = query.shape[1] - text_len
+    valid_keys = _valid_keys(state, rest_len, text_first)
+    key_mask = _key_mask(text_mask, rest_len, text_first) if valid_keys is None else None
     if state.dense_now:
         return dense_attention(query, key, value, key_mask, valid_keys)
-    if text_len == 0:
+    if text_len == 0 and tail_len == 0:
         return gna_op(query, key, value, params, state.recipe.backend)
-    text, grid = _text_and_grid(query.shape[1], text_len, text_first)
-    grid_out = _grid_queries(query, key, value, state, params, text, grid, text_mask)
-    text_out = dense_attention(query[:, text], key, value, key_mask, valid_keys)
-    return torch.cat([text_out, grid_out] if text_first else [grid_out, text_out], dim=1)
+    text, grid, tail = _text_grid_tail(query.shape[1], text_len, text_first, tail_len)
+    grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask)
+    dense_out = _dense_queries(query, key, value, text, tail, key_mask, valid_keys)
+    if not text_first:
+        return torch.cat([grid_out, dense_out], dim=1)
+    text_out, tail_out = dense_out.split_with_sizes([text_len, tail_len], dim=1)
+    return torch.cat([text_out, grid_out, tail_out], dim=1)
 
 
 def _ulysses(state: GNAState, tensors: Sequence[torch.Tensor], segments: Sequence[int],
@@ -179,31 +203,43 @@ def _ulysses(state: GNAState, tensors: Sequence[torch.Tensor], segments: Sequenc
 
 
 def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
-                    text_len: int, text_first: bool, text_mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+                    text_len: int, text_first: bool, text_mask: Optional[torch.Tensor] = None,
+                    tail_len: int = 0) -> torch.Tensor:
     """Attention over [text, grid] (or [grid, text]) tokens, [B, S, H, D]: grid queries see their neighborhood plus
     all (unmasked) text; text queries see everything, densely, as in the original model.
 
-    Under Ulysses the tensors are this rank's slice ([text_r, grid_r]) and `text_len` the local text length; text
-    and grid are traded for heads as two segments, so the whole sequence arrives in order, and the grid's output
-    travels back while the text queries attend. Dense steps under Ulysses come here too."""
+    `tail_len` tokens may follow the grid of a text-first layout ([text, grid, tail]: FLUX.2's reference images,
+    Qwen-Image-Edit's condition images); like text they are keys every grid query sees and queries that attend
+    densely. It counts tokens of the whole sequence, as `text_mask` covers the whole text.
+
+    Under Ulysses the tensors are this rank's slice ([text_r, grid_and_tail_r]) and `text_len` the local text length;
+    text and the rest are traded for heads as two segments, so the whole sequence arrives in order, and the grid's
+    output travels back while the text queries attend. Dense steps under Ulysses come here too."""
     if state.ulysses is None:
-        return _joint(query, key, value, state, params, text_len, text_first, text_mask)
+        return _joint(query, key, value, state, params, text_len, text_first, text_mask, tail_len)
     world = dist.get_world_size(state.ulysses)
-    local_grid = query.shape[1] - text_len
-    segments = [text_len, local_grid] if text_first else [local_grid, text_len]
-    text, grid = _text_and_grid(world * query.shape[1], world * text_len, text_first)
-    text_index, grid_index = (0, 1) if text_first else (1, 0)
-    valid_keys = _valid_keys(state, world * local_grid, text_first)
-    key_mask = _key_mask(text_mask, world * local_grid, text_first) if valid_keys is None else None
+    local_rest = query.shape[1] - text_len
+    segments = [text_len, local_rest] if text_first else [local_rest, text_len]
+    text, grid, tail = _text_grid_tail(world * query.shape[1], world * text_len, text_first, tail_len)
+    text_index, rest_index = (0, 1) if text_first else (1, 0)
+    valid_keys = _valid_keys(state, world * local_rest, text_first)
+    key_mask = _key_mask(text_mask, world * local_rest, text_first) if valid_keys is None else None
 
     def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, back: HeadsToSeq, chunk: int) -> None:
         if state.dense_now:
             back.send_all(dense_attention(query, key, value, key_mask, valid_keys), chunk)
-        elif text_len == 0:
+        elif text_len == 0 and tail_len == 0:
             back.send_all(gna_op(query, key, value, params, state.recipe.backend), chunk)
         else:
-            back.send(grid_index, _grid_queries(query, key, value, state, params, text, grid, text_mask), chunk)
-            back.send(text_index, dense_attention(query[:, text], key, value, key_mask, valid_keys), chunk)
+            grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask)
+            if tail_len == 0:                   # the grid's output travels while the text queries attend
+                back.send(rest_index, grid_out, chunk)
+                back.send(text_index, dense_attention(query[:, text], key, value, key_mask, valid_keys), chunk)
+                return
+            text_out, tail_out = _dense_queries(query, key, value, text, tail, key_mask, valid_keys).split_with_sizes(
+                [text.stop - text.start, tail_len], dim=1)
+            back.send(rest_index, torch.cat([grid_out, tail_out], dim=1), chunk)
+            back.send(text_index, text_out, chunk)
     return _ulysses(state, [query, key, value], segments, attend)
 
 

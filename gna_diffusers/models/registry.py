@@ -20,7 +20,8 @@ class ModelSpec:
     transformer_class: type
     stacks: tuple[tuple[str, str], ...]  # (stack name used by recipes, attribute holding the ModuleList of blocks)
     attention: str                     # attribute of a block holding the attention module to patch
-    processor: type                    # processor(original, state, group) -> callable like diffusers processors
+    processor: Callable[..., Any]      # processor(original, state, group) -> callable like diffusers processors
+    #                                    (a class, or a function picking one per block type)
     read_grid: GridReader
     read_text_valid: Optional[TextValidReader] = None  # models that pad text at the end of a [grid, text] sequence
 
