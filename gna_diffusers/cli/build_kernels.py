@@ -12,15 +12,15 @@ import argparse
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from ..errors import UserError
+from ..errors import UsageError, UserError
 from . import positive_int
 
 
 def add_parser(subparsers) -> None:
-    from ..backends.cutlass import ARCHS
     p = subparsers.add_parser("build-kernels", help="compile the cutlass GNA kernels ahead of time",
                               description=__doc__.splitlines()[0])
-    p.add_argument("--arch", nargs="+", default=["sm90a"], choices=list(ARCHS),
+    # no `choices`: they live in backends.cutlass, which imports torch, and --help must stay light; run() checks
+    p.add_argument("--arch", nargs="+", default=["sm90a"],
                    help="architectures to build for (default: sm90a, Hopper; sm100a is Blackwell B200/GB200)")
     p.add_argument("--dtypes", nargs="+", default=["bfloat16", "float16"], choices=["bfloat16", "float16"])
     p.add_argument("--head-dims", nargs="+", type=int, default=[64, 128], choices=[64, 128])
@@ -36,6 +36,8 @@ def run(args: argparse.Namespace) -> int:
     from ..backends import cutlass
     configs = []
     for arch in args.arch:
+        if arch not in cutlass.ARCHS:
+            raise UsageError(f"--arch {arch}: allowed: {', '.join(cutlass.ARCHS)}")
         problem = cutlass.toolchain_problem(arch)
         if problem is not None:
             raise UserError(f"cannot build the cutlass kernels for {arch}: {problem} (`gna-diffusers env` shows the "
