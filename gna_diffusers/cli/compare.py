@@ -91,7 +91,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="time whole full-size pipeline calls with random weights on the GPU, phase by phase, stock "
                         "diffusers against GNA")
     p.add_argument("--compile", action="store_true",
-                   help="with --whole-pipeline: torch.compile the transformer on both sides")
+                   help="with --whole-pipeline: torch.compile the transformer's repeated blocks (regional, fullgraph) on both sides")
     p.add_argument("--backend", nargs="+", help="GNA backends to time with --random-weights (e.g. flex cutlass)")
     p.add_argument("--reps", type=positive_int, default=3,
                    help="timed forwards per mode with --random-weights (about; median reported)")
