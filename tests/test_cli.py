@@ -4,6 +4,7 @@ package is imported first."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -162,3 +163,30 @@ def test_env_reports_without_building(tmp_path) -> None:
     assert not (tmp_path / "cache").exists()                                  # nothing built
     assert result.stderr == ""                                                # no third-party warnings
     assert len(out.splitlines()) < 45                                         # one screen
+
+
+def test_env_names_the_compiler_the_jit_uses(monkeypatch) -> None:
+    """Without a system toolkit the JIT takes nvcc from the PyPI wheels (`[kernels]`); `env` must name that one, as
+    the build does, not torch's CUDA_HOME."""
+    from gna_diffusers.backends import toolchain
+    from gna_diffusers.cli import env
+
+    if toolchain.pypi_problem() is not None:
+        pytest.skip(f"PyPI compiler not installed: {toolchain.pypi_problem()}")
+    monkeypatch.setattr(toolchain, "system_toolchain", lambda: None)
+    line = env.nvcc_line()
+    assert line.startswith(str(toolchain.pypi_home() / "bin" / "nvcc")) and "from pypi" in line, line
+    assert re.search(r"CUDA 13\.\d", line), line                                # it ran and told its release
+
+
+def test_env_lists_builds_of_both_architectures(tmp_path) -> None:
+    from gna_diffusers.cli.env import built_kernels
+
+    for name in ("gna_cutlass_sm90_bfloat16_d128_single_abc123", "gna_cutlass_sm100a_float16_d64_single_abc123",
+                 "gna_cutlass_sm90_bfloat16_d64_persistent_0dd", "gna_cutlass_sm100a_bfloat16_d128_single_0dd"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "ext.so").touch()
+    (tmp_path / "gna_cutlass_sm90_float16_d128_single_abc123").mkdir()            # a failed build: no .so
+    current, stale = built_kernels(tmp_path, "abc123")
+    assert sorted(current) == ["bfloat16 d128 single (sm90a)", "float16 d64 single (sm100a)"]
+    assert stale == 2

@@ -149,6 +149,11 @@ def kernel_flags(arch: str, dtype_name: str, head_dim: int, schedule: str) -> li
             + (["-DGNA_ELEMENT_BF16"] if dtype_name == "bfloat16" else []))
 
 
+def build_prefix(arch: str) -> str:
+    """Build folder prefix of an architecture (sm90a keeps its first name so existing caches stay valid)."""
+    return "gna_cutlass_sm90" if arch == "sm90a" else f"gna_cutlass_{arch}"
+
+
 def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, schedule: Optional[str] = None,
                     arch: str = "sm90a"):
     """Build (or load from the cache) the extension of one configuration; raises on failure.
@@ -162,8 +167,7 @@ def build_extension(dtype_name: str, head_dim: int, verbose: bool = False, sched
     if chain is None:
         raise RuntimeError(toolchain.toolchain_problem())
     include, example = cutlass_paths(arch)
-    prefix = "gna_cutlass_sm90" if arch == "sm90a" else f"gna_cutlass_{arch}"
-    name = f"{prefix}_{dtype_name}_d{head_dim}_{schedule}_{sources_digest()}"
+    name = f"{build_prefix(arch)}_{dtype_name}_d{head_dim}_{schedule}_{sources_digest()}"
     build_dir = cache_dir() / name
     link_dir = toolchain.cudart_link_dir(chain, cache_dir())
 

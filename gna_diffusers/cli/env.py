@@ -7,7 +7,6 @@ from __future__ import annotations
 import argparse
 import platform
 import re
-import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Optional
@@ -18,8 +17,9 @@ if TYPE_CHECKING:
 PACKAGES = ["gna-diffusers", "torch", "diffusers", "transformers", "nvidia-cutlass", "torchmetrics"]
 DTYPES = ("bfloat16", "float16")
 HEAD_DIMS = (64, 128)
-# the names cutlass.build_extension gives its build folders
-BUILD_NAME = re.compile(r"gna_cutlass_sm90_(?P<dtype>\w+?)_d(?P<head_dim>\d+)_(?P<schedule>\w+)_(?P<digest>[0-9a-f]+)$")
+# the names cutlass.build_extension gives its build folders, after cutlass.build_prefix(arch)
+BUILD_NAME = re.compile(r"(?P<prefix>gna_cutlass_sm\d+a?)_(?P<dtype>[a-z]+\d+)_d(?P<head_dim>\d+)_(?P<schedule>[a-z]+)_"
+                        r"(?P<digest>[0-9a-f]+)$")
 
 
 def version(distribution: str) -> str:
@@ -45,30 +45,33 @@ def gpu_lines() -> list[str]:
 
 
 def nvcc_line() -> str:
-    """The nvcc the JIT build looks for (CUDA_HOME's) and its release, without compiling anything."""
-    from torch.utils.cpp_extension import CUDA_HOME
-    if CUDA_HOME is None:
-        return "not found (no CUDA_HOME, no nvcc on PATH)"
-    nvcc = shutil.which(str(Path(CUDA_HOME) / "bin" / "nvcc"))
-    if nvcc is None:
-        return f"not found in CUDA_HOME={CUDA_HOME}"
+    """The nvcc the kernel JIT uses (`toolchain.find_toolchain`: $CUDA_HOME, PATH, else the PyPI wheels), where it
+    was found and its release, without compiling anything."""
+    from ..backends import toolchain
+    chain = toolchain.find_toolchain()
+    if chain is None:
+        return f"not found ({toolchain.toolchain_problem()})"
     try:
-        out = subprocess.run([nvcc, "--version"], capture_output=True, text=True, timeout=30).stdout
+        out = subprocess.run([str(chain.nvcc), "--version"], capture_output=True, text=True, timeout=30).stdout
     except (OSError, subprocess.TimeoutExpired) as err:
-        return f"{nvcc} (does not run: {err})"
+        return f"{chain.nvcc} (from {chain.source}; does not run: {err})"
     release = re.search(r"release ([\d.]+)", out)
-    return f"{nvcc} (CUDA {release.group(1) if release else '?'})"
+    return f"{chain.nvcc} (CUDA {release.group(1) if release else '?'}, from {chain.source})"
 
 
 def built_kernels(cache: Path, digest: Optional[str]) -> tuple[list[str], int]:
-    """(built configurations of the current kernel sources, number of builds of older sources) in `cache`."""
+    """(built configurations of the current kernel sources, e.g. 'bfloat16 d128 single (sm90a)'; number of builds
+    of older sources) in `cache`."""
+    from ..backends.cutlass import ARCHS, build_prefix
+    arch_of_prefix = {build_prefix(arch): arch for arch in ARCHS}
     current, stale = [], 0
     for folder in sorted(cache.iterdir()) if cache.is_dir() else []:
         match = BUILD_NAME.match(folder.name)
-        if match is None or not any(folder.glob("*.so")):
+        if match is None or match["prefix"] not in arch_of_prefix or not any(folder.glob("*.so")):
             continue
         if match["digest"] == digest:
-            current.append(f"{match['dtype']} d{match['head_dim']} {match['schedule']}")
+            current.append(f"{match['dtype']} d{match['head_dim']} {match['schedule']} "
+                           f"({arch_of_prefix[match['prefix']]})")
         else:
             stale += 1
     return current, stale
@@ -88,6 +91,7 @@ def auto_lines(device: torch.device, built: list[str]) -> list[str]:
     higher-priority ones are out (the registry's own checks, minus any kernel build)."""
     import torch
 
+    from ..backends import cutlass
     from ..backends.registry import auto_ranking
     from ..ops.inputs import make_inputs
     lines = []
@@ -105,8 +109,9 @@ def auto_lines(device: torch.device, built: list[str]) -> list[str]:
                 elif picked is None:
                     picked = backend.name
             if picked == "cutlass":
-                picked += (" (kernel built)" if any(b.startswith(f"{dtype_name} d{head_dim} ") for b in built)
-                           else " (kernel compiled on first use, ~1 min; or `gna-diffusers build-kernels`)")
+                arch = cutlass.arch_of(device)
+                is_built = any(b.startswith(f"{dtype_name} d{head_dim} ") and b.endswith(f"({arch})") for b in built)
+                picked += (" (kernel built)" if is_built else " (kernel compiled on first use, ~1 min; or `gna-diffusers build-kernels`)")
             lines.append(f"  {dtype_name:8} head_dim {head_dim:3}: {picked or 'none'}")
             lines += [f"      not {line}" for line in skipped]
     return lines
@@ -128,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
     except OSError:
         digest = None
     built, stale = built_kernels(cutlass.cache_dir(), digest)
-    lines += ["cutlass kernel JIT (Hopper)",
+    lines += ["cutlass kernel JIT (Hopper sm90a, Blackwell sm100a)",
               f"  nvcc           {nvcc_line()}",
               f"  can build      {'yes' if problem is None else 'no: ' + problem}",
               f"  cache          {cutlass.cache_dir()}",
