@@ -111,7 +111,8 @@ def auto_lines(device: torch.device, built: list[str]) -> list[str]:
             if picked == "cutlass":
                 arch = cutlass.arch_of(device)
                 is_built = any(b.startswith(f"{dtype_name} d{head_dim} ") and b.endswith(f"({arch})") for b in built)
-                picked += (" (kernel built)" if is_built else " (kernel compiled on first use, ~1 min; or `gna-diffusers build-kernels`)")
+                picked += (" (kernel built)" if is_built
+                           else " (kernel compiled on first use, ~1 min; or `gna-diffusers build-kernels`)")
             lines.append(f"  {dtype_name:8} head_dim {head_dim:3}: {picked or 'none'}")
             lines += [f"      not {line}" for line in skipped]
     return lines
