@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import statistics
 import sys
 from dataclasses import dataclass
 from typing import Callable, Optional
@@ -163,18 +164,24 @@ def main() -> int:
     parser.add_argument("--cases", nargs="+", default=[c.name for c in CASES], choices=[c.name for c in CASES])
     parser.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float16"])
     parser.add_argument("--head-dim", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=1,
+                        help="run every case this many times (fresh inputs each time) and report each case's spread: "
+                             "the issue's bar is the lowest of 3")
     parser.add_argument("--out", default="bench/results/attention.json")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("bench_attention needs a CUDA GPU", file=sys.stderr)
         return 2
     rows = []
-    for case in CASES:
-        if case.name in args.cases:
-            rows += run_case(case, args.backends, getattr(torch, args.dtype), args.head_dim)
-            print(f"done {case.name}", file=sys.stderr, flush=True)
+    for run in range(args.runs):
+        for case in CASES:
+            if case.name in args.cases:
+                rows += [{**row, "run": run} for row in run_case(case, args.backends, getattr(torch, args.dtype),
+                                                                 args.head_dim)]
+                print(f"done {case.name} (run {run + 1} of {args.runs})", file=sys.stderr, flush=True)
+    spread = spread_rows(rows)
     with open(args.out, "w") as f:
-        json.dump({"command": " ".join(sys.argv), "records": rows}, f, indent=1)
+        json.dump({"command": " ".join(sys.argv), "records": rows, "spread": spread}, f, indent=1)
     header = (f"{'case':24} {'backend':8} {'ms':>8} {'kernel':>8} {'dense':>8} {'density':>7} {'SOL':>5} "
               f"{'tileSOL':>7} {'TFLOP/s':>8} {'layout':>6}")
     print(header)
@@ -182,7 +189,26 @@ def main() -> int:
         print(f"{r['case']:24} {r['backend']:8} {r['ms']:8.2f} {r['kernel_ms']:8.2f} {r['dense_ms']:8.2f} "
               f"{r['density']:7.3f} {r['sol_fraction']:5.2f} {r['tile_sol']:7.2f} {r['effective_tflops']:8.1f} "
               f"{r['layout_ratio']:6.2f}")
+    if args.runs > 1:
+        print(f"\n{'case':24} {'backend':8} {'runs':>4} {'SOL min':>7} {'median':>6} {'max':>5} {'tileSOL min':>11}")
+        for r in spread:
+            print(f"{r['case']:24} {r['backend']:8} {r['runs']:4d} {r['sol_min']:7.3f} {r['sol_median']:6.3f} "
+                  f"{r['sol_max']:5.3f} {r['tile_sol_min']:11.3f}")
     return 0
+
+
+def spread_rows(rows: list[dict]) -> list[dict]:
+    """Per case and backend over the runs: lowest, median and highest speed of light, and the lowest tile SOL."""
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["case"], row["backend"]), []).append(row)
+    return [{"case": case, "backend": backend, "runs": len(group),
+             "sol_min": min(r["sol_fraction"] for r in group),
+             "sol_median": statistics.median(r["sol_fraction"] for r in group),
+             "sol_max": max(r["sol_fraction"] for r in group),
+             "tile_sol_min": min(r["tile_sol"] for r in group),
+             "kernel_ms": [r["kernel_ms"] for r in group], "dense_ms": [r["dense_ms"] for r in group]}
+            for (case, backend), group in groups.items()]
 
 
 if __name__ == "__main__":
