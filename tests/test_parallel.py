@@ -17,8 +17,11 @@ from gna_diffusers.parallel import enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
-         "cosmos_predict2": [4, 6], "flux2": [12, 16], "qwen_image": [12, 16]}
-RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos"}   # tiny pipelines whose recipes name another model
+         "cosmos_predict2": [4, 6], "cosmos_predict2_video": [3, 4, 6], "flux2": [12, 16], "qwen_image": [12, 16]}
+RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos",   # tiny pipelines whose recipes name another model
+                "cosmos_predict2_video": "cosmos"}
+# cosmos_predict2_video: per-frame timesteps, so per-token time embeddings the plan must shard with the tokens (a
+# shape error in the first block before CP_PLANS["cosmos"] split them)
 
 
 def free_port() -> int:
