@@ -72,14 +72,32 @@ class GNAState:
         return self.dense_now and self.recipe.dense_path == "original" and self.ulysses is None
 
 
+def _original_attribute(name: str) -> property:
+    """A diffusers processor attribute that `set_attention_backend` and `enable_parallelism` set on whatever processor
+    a module holds: kept on the original processor, where it has one, so that calls handed to the original and the
+    processor disable_gna restores see what was set while GNA was on (a context-parallel config above all)."""
+
+    def get(self: "GNAProcessorBase") -> Any:
+        return getattr(self.original, name) if hasattr(self.original, name) else self._own_attributes.get(name)
+
+    def set(self: "GNAProcessorBase", value: Any) -> None:
+        if hasattr(self.original, name):
+            setattr(self.original, name, value)
+        else:                       # processors without it (Cosmos') ignore it: never give them one
+            self._own_attributes[name] = value
+    return property(get, set)
+
+
 class GNAProcessorBase:
     """Holds the original processor (used for dense steps and anything GNA does not cover), the shared state and
-    the recipe group of this layer; keeps diffusers' backend/parallel attributes so its dense path still works."""
+    the recipe group of this layer; diffusers' backend/parallel attributes are the original's."""
+
+    _attention_backend = _original_attribute("_attention_backend")
+    _parallel_config = _original_attribute("_parallel_config")
 
     def __init__(self, original, state: GNAState, group: LayerGroup) -> None:
         self.original, self.state, self.group = original, state, group
-        self._attention_backend = getattr(original, "_attention_backend", None)
-        self._parallel_config = getattr(original, "_parallel_config", None)
+        self._own_attributes: dict[str, Any] = {}
 
 
 def gna_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: GNAParams, backend: str,
