@@ -14,6 +14,13 @@ from diffusers.models._modeling_parallel import ContextParallelConfig, ContextPa
 from .models import spec_for
 from .pipeline import transformers_and_scheduler
 
+# Per-token time embeddings: Cosmos-Predict2 video2world's per-frame timesteps make the transformer expand temb and
+# embedded_timestep to [B, tokens, C] beside the token stream, so every block and the output norm must get this rank's
+# tokens of them too. With one timestep per sample they are [B, C] and diffusers leaves them whole (expected_dims=3;
+# it logs once that it did not split them).
+_PER_TOKEN_TIME = {name: ContextParallelInput(split_dim=1, expected_dims=3, split_output=False)
+                   for name in ("embedded_timestep", "temb")}
+
 # Our plans: split RoPE tables and learnable position embeddings where they are made, the token stream at the first
 # block, and gather at the output projection. Text stays whole in Cosmos (cross-attention keys need no sharding).
 CP_PLANS: dict[str, dict] = {
@@ -33,6 +40,8 @@ CP_PLANS: dict[str, dict] = {
         "transformer_blocks.0": {
             "hidden_states": ContextParallelInput(split_dim=1, expected_dims=3, split_output=False),
         },
+        "transformer_blocks.*": _PER_TOKEN_TIME,
+        "norm_out": _PER_TOKEN_TIME,
         "proj_out": ContextParallelOutput(gather_dim=1, expected_dims=3),
     },
 }

@@ -13,6 +13,7 @@ import gna_diffusers
 from gna_diffusers.backends import Backend, register_backend
 from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.tiny import TINY_PIPELINES
+from spies import count_original_calls
 
 warnings.filterwarnings("ignore")
 
@@ -114,6 +115,32 @@ def test_flux2_kv_cache_modes_match_diffusers() -> None:
     torch.testing.assert_close(cached, dense_cached, atol=1e-5, rtol=1e-5)
     assert (small_cached - dense_cached).abs().max().item() > 1e-3
     assert all(isinstance(block.attn.processor, Flux2KVAttnProcessor) for block in transformer.transformer_blocks)
+
+
+@pytest.mark.parametrize("dense_path", ["fast", "original"])
+def test_flux2_kv_cache_modes_dense_steps_match_diffusers(dense_path: str) -> None:
+    """Dense steps of the Klein KV layouts: on the fast path the grid queries see every key (text, references, grid)
+    and the references only themselves, as diffusers' KV processors compute it; on the original path they are
+    diffusers' processors, bit for bit. No GNA call either way."""
+    transformer = _kv_transformer()
+    expected = _kv_run(transformer)
+    gna_diffusers.enable_gna(transformer, {**recipe("flux2", (8, 12), (2, 2), dense_steps=1000),
+                                           "dense_path": dense_path})
+    start = len(SEEN)
+    try:
+        original_calls = count_original_calls(transformer)
+        got = _kv_run(transformer)
+        assert gna_diffusers.gna_state(transformer).dense_now
+    finally:
+        gna_diffusers.disable_gna(transformer)
+    assert len(SEEN) == start and (original_calls[0] == 0) == (dense_path == "fast")
+    extract, cache, cached = got
+    for ours, stock in zip([extract, *cache, cached], [expected[0], *expected[1], expected[2]]):
+        assert torch.isfinite(ours).all()
+        if dense_path == "fast":
+            torch.testing.assert_close(ours, stock, atol=1e-5, rtol=1e-5)
+        else:
+            assert torch.equal(ours, stock)
 
 
 def test_flux2_kv_arguments_without_kv_processors_run_the_original() -> None:

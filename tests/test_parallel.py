@@ -17,8 +17,11 @@ from gna_diffusers.parallel import enable_context_parallel
 from gna_diffusers.tiny import TINY_PIPELINES
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "wan_22": [3, 4, 6],
-         "cosmos_predict2": [4, 6], "flux2": [12, 16], "qwen_image": [12, 16]}
-RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos"}   # tiny pipelines whose recipes name another model
+         "cosmos_predict2": [4, 6], "cosmos_predict2_video": [3, 4, 6], "flux2": [12, 16], "qwen_image": [12, 16]}
+RECIPE_MODEL = {"wan_22": "wan", "cosmos_predict2": "cosmos",   # tiny pipelines whose recipes name another model
+                "cosmos_predict2_video": "cosmos"}
+# cosmos_predict2_video: per-frame timesteps, so per-token time embeddings the plan must shard with the tokens (a
+# shape error in the first block before CP_PLANS["cosmos"] split them)
 
 
 def free_port() -> int:
@@ -210,6 +213,41 @@ def test_two_ranks_equal_one_with_masked_text_or_reference_tokens(model, tmp_pat
     image_tokens = {"qwen_image": 12 * 16, "flux2": 12 * 16 + 32 * 32}[model]
     assert sharded and set(seen) == {image_tokens // 2}
     torch.testing.assert_close(parallel, single, atol=1e-4, rtol=1e-4)
+
+
+def _disable_worker(rank: int, world: int, port: int, model: str, path: str) -> None:
+    _init(rank, world, port)
+    builder, call_args = TINY_PIPELINES[model]
+    outputs = {}
+    for order in ("gna_first", "parallel_first"):
+        pipe = builder(0)
+        if order == "gna_first":
+            gna_diffusers.enable_gna(pipe, recipe(model))
+            enable_context_parallel(pipe, world)
+        else:
+            enable_context_parallel(pipe, world)
+            gna_diffusers.enable_gna(pipe, recipe(model))
+        gna_diffusers.disable_gna(pipe)
+        configs = {id(module.processor._parallel_config) for module in pipe.transformer.modules()
+                   if hasattr(getattr(module, "processor", None), "_parallel_config")}
+        outputs[order] = (generate(pipe, call_args), configs == {id(pipe.transformer._parallel_config)})
+    if rank == 0:
+        torch.save(outputs, path)
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("model", ["flux"])
+def test_disable_gna_keeps_context_parallelism(model, tmp_path) -> None:
+    """enable_gna, then context parallelism (or the other way round), then disable_gna: the restored diffusers
+    processors carry the parallel config, so the sharded pipeline gives stock single-process diffusers' output."""
+    builder, call_args = TINY_PIPELINES[model]
+    stock = generate(builder(0), call_args)
+    path = str(tmp_path / "out.pt")
+    mp.spawn(_disable_worker, args=(2, free_port(), model, path), nprocs=2)
+    for order, (parallel, configured) in torch.load(path).items():
+        assert configured, f"{order}: a restored processor lacks the transformer's parallel config"
+        assert torch.isfinite(parallel).all()
+        torch.testing.assert_close(parallel, stock, atol=1e-4, rtol=1e-4, msg=lambda m: f"{order}: {m}")
 
 
 def test_heads_must_divide_the_degree() -> None:

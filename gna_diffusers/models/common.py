@@ -72,14 +72,32 @@ class GNAState:
         return self.dense_now and self.recipe.dense_path == "original" and self.ulysses is None
 
 
+def _original_attribute(name: str) -> property:
+    """A diffusers processor attribute that `set_attention_backend` and `enable_parallelism` set on whatever processor
+    a module holds: kept on the original processor, where it has one, so that calls handed to the original and the
+    processor disable_gna restores see what was set while GNA was on (a context-parallel config above all)."""
+
+    def get(self: "GNAProcessorBase") -> Any:
+        return getattr(self.original, name) if hasattr(self.original, name) else self._own_attributes.get(name)
+
+    def set(self: "GNAProcessorBase", value: Any) -> None:
+        if hasattr(self.original, name):
+            setattr(self.original, name, value)
+        else:                       # processors without it (Cosmos') ignore it: never give them one
+            self._own_attributes[name] = value
+    return property(get, set)
+
+
 class GNAProcessorBase:
     """Holds the original processor (used for dense steps and anything GNA does not cover), the shared state and
-    the recipe group of this layer; keeps diffusers' backend/parallel attributes so its dense path still works."""
+    the recipe group of this layer; diffusers' backend/parallel attributes are the original's."""
+
+    _attention_backend = _original_attribute("_attention_backend")
+    _parallel_config = _original_attribute("_parallel_config")
 
     def __init__(self, original, state: GNAState, group: LayerGroup) -> None:
         self.original, self.state, self.group = original, state, group
-        self._attention_backend = getattr(original, "_attention_backend", None)
-        self._parallel_config = getattr(original, "_parallel_config", None)
+        self._own_attributes: dict[str, Any] = {}
 
 
 def gna_op(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, params: GNAParams, backend: str,
@@ -103,25 +121,27 @@ def _sdpa(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                                               attn_mask=mask).transpose(1, 2)
 
 
+def _without_padding(x: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """x's tokens less [start, stop): a view when the padding ends the sequence ([grid, text]), a copy of the keys
+    when real tokens follow it ([text, grid])."""
+    if stop >= x.shape[1]:
+        return x[:, :start]
+    return x if start == stop else torch.cat([x[:, :start], x[:, stop:]], dim=1)
+
+
 def dense_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
-                    key_mask: Optional[torch.Tensor] = None,
-                    valid_keys: Optional[Sequence[int]] = None) -> torch.Tensor:
-    """SDPA on [B, S, H, D], keys restricted by a [B, S_keys] bool mask, or by `valid_keys`: per batch entry, the
-    number of leading keys that are real. The second attends to those keys alone, unmasked: the same function as the
-    mask, on kernels that take no mask."""
+                    key_mask: Optional[torch.Tensor] = None, valid_keys: Optional[Sequence[int]] = None,
+                    padding_end: Optional[int] = None) -> torch.Tensor:
+    """SDPA on [B, S, H, D], keys restricted by a [B, S_keys] bool mask, or by `valid_keys`: per batch entry, where its
+    padded keys start; they run to `padding_end` (None: to the last key), and any keys after it are real. The second
+    attends to the real keys alone, unmasked: the same function as the mask, on kernels that take no mask."""
     if valid_keys is None:
         return _sdpa(query, key, value, key_mask[:, None, None, :] if key_mask is not None else None)
+    stop = key.shape[1] if padding_end is None else padding_end
     if len(set(valid_keys)) == 1:
-        return _sdpa(query, key[:, :valid_keys[0]], value[:, :valid_keys[0]])
-    return torch.cat([_sdpa(query[b:b + 1], key[b:b + 1, :n], value[b:b + 1, :n]) for b, n in enumerate(valid_keys)])
-
-
-def _valid_keys(state: GNAState, grid_len: int, text_first: bool) -> Optional[list[int]]:
-    """Per batch entry, the leading keys of a [grid, text] sequence that are real, when only text padding at the end
-    is masked; None when the mask must be applied as it is."""
-    if text_first or state.text_valid is None:
-        return None
-    return [grid_len + n for n in state.text_valid]
+        return _sdpa(query, _without_padding(key, valid_keys[0], stop), _without_padding(value, valid_keys[0], stop))
+    return torch.cat([_sdpa(query[b:b + 1], _without_padding(key[b:b + 1], n, stop),
+                            _without_padding(value[b:b + 1], n, stop)) for b, n in enumerate(valid_keys)])
 
 
 def _text_grid_tail(tokens: int, text_len: int, text_first: bool, tail_len: int = 0) -> tuple[slice, slice, slice]:
@@ -145,6 +165,19 @@ def _key_mask(text_mask: Optional[torch.Tensor], other_len: int, text_first: boo
     return torch.cat([text_mask, other_keys] if text_first else [other_keys, text_mask], dim=1)
 
 
+# How dense attention restricts the keys: (key mask, valid_keys, padding_end), dense_attention's last arguments
+KeyRestriction = tuple[Optional[torch.Tensor], Optional[list[int]], Optional[int]]
+
+
+def _key_restriction(state: GNAState, tokens: int, text: slice, text_mask: Optional[torch.Tensor],
+                     text_first: bool) -> KeyRestriction:
+    """The keys dense queries see in a whole sequence of `tokens` with its text at `text`: where the model pads text
+    only at its end (`state.text_valid`), every key but each entry's padding, dropped; else the text mask, if any."""
+    if state.text_valid is not None:
+        return None, [text.start + n for n in state.text_valid], text.stop
+    return _key_mask(text_mask, tokens - (text.stop - text.start), text_first), None, None
+
+
 def _dense_tokens(x: torch.Tensor, text: slice, tail: slice) -> torch.Tensor:
     """The text tokens of x, followed by its tail tokens if there are any (a view when there are none)."""
     return x[:, text] if tail.start == tail.stop else torch.cat([x[:, text], x[:, tail]], dim=1)
@@ -161,24 +194,22 @@ def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, s
 
 
 def _dense_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text: slice, tail: slice,
-                   key_mask: Optional[torch.Tensor], valid_keys: Optional[list[int]]) -> torch.Tensor:
+                   keys: KeyRestriction) -> torch.Tensor:
     """Dense attention of the text (and tail) queries to every key, as in the original model."""
-    return dense_attention(_dense_tokens(query, text, tail), key, value, key_mask, valid_keys)
+    return dense_attention(_dense_tokens(query, text, tail), key, value, *keys)
 
 
 def _joint(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
            text_len: int, text_first: bool, text_mask: Optional[torch.Tensor], tail_len: int) -> torch.Tensor:
     """Joint attention over a whole sequence laid out as [text, grid, tail] or [grid, text] on one rank."""
-    rest_len = query.shape[1] - text_len
-    valid_keys = _valid_keys(state, rest_len, text_first)
-    key_mask = _key_mask(text_mask, rest_len, text_first) if valid_keys is None else None
+    text, grid, tail = _text_grid_tail(query.shape[1], text_len, text_first, tail_len)
+    keys = _key_restriction(state, query.shape[1], text, text_mask, text_first)
     if state.dense_now:
-        return dense_attention(query, key, value, key_mask, valid_keys)
+        return dense_attention(query, key, value, *keys)
     if text_len == 0 and tail_len == 0:
         return gna_op(query, key, value, params, state.recipe.backend)
-    text, grid, tail = _text_grid_tail(query.shape[1], text_len, text_first, tail_len)
     grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask)
-    dense_out = _dense_queries(query, key, value, text, tail, key_mask, valid_keys)
+    dense_out = _dense_queries(query, key, value, text, tail, keys)
     if not text_first:
         return torch.cat([grid_out, dense_out], dim=1)
     text_out, tail_out = dense_out.split_with_sizes([text_len, tail_len], dim=1)
@@ -222,21 +253,20 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
     segments = [text_len, local_rest] if text_first else [local_rest, text_len]
     text, grid, tail = _text_grid_tail(world * query.shape[1], world * text_len, text_first, tail_len)
     text_index, rest_index = (0, 1) if text_first else (1, 0)
-    valid_keys = _valid_keys(state, world * local_rest, text_first)
-    key_mask = _key_mask(text_mask, world * local_rest, text_first) if valid_keys is None else None
+    keys = _key_restriction(state, world * query.shape[1], text, text_mask, text_first)
 
     def attend(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, back: HeadsToSeq, chunk: int) -> None:
         if state.dense_now:
-            back.send_all(dense_attention(query, key, value, key_mask, valid_keys), chunk)
+            back.send_all(dense_attention(query, key, value, *keys), chunk)
         elif text_len == 0 and tail_len == 0:
             back.send_all(gna_op(query, key, value, params, state.recipe.backend), chunk)
         else:
             grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask)
             if tail_len == 0:                   # the grid's output travels while the text queries attend
                 back.send(rest_index, grid_out, chunk)
-                back.send(text_index, dense_attention(query[:, text], key, value, key_mask, valid_keys), chunk)
+                back.send(text_index, dense_attention(query[:, text], key, value, *keys), chunk)
                 return
-            text_out, tail_out = _dense_queries(query, key, value, text, tail, key_mask, valid_keys).split_with_sizes(
+            text_out, tail_out = _dense_queries(query, key, value, text, tail, keys).split_with_sizes(
                 [text.stop - text.start, tail_len], dim=1)
             back.send(rest_index, torch.cat([grid_out, tail_out], dim=1), chunk)
             back.send(text_index, text_out, chunk)

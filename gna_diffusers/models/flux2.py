@@ -45,9 +45,9 @@ class _Flux2Attention(GNAProcessorBase):
         self.kv_aware = "kv_cache_mode" in inspect.signature(original.__call__).parameters
 
     def _uses_original(self, attention_mask: Optional[torch.Tensor], kv_cache_mode: Optional[str]) -> bool:
-        """Dense steps, explicit masks and KV-cache arguments the original processor would ignore (then the layout
-        may hold reference tokens before the grid, which only the original's dense attention handles) run the
-        original processor; KV-cache modes are checked here."""
+        """Dense steps the recipe keeps on the original path, explicit masks and KV-cache arguments the original
+        processor would ignore (then the layout may hold reference tokens before the grid, which only the original's
+        dense attention handles) run the original processor; KV-cache modes are checked here."""
         if kv_cache_mode is not None and not self.kv_aware:
             return True
         if kv_cache_mode not in KV_MODES:
@@ -55,22 +55,25 @@ class _Flux2Attention(GNAProcessorBase):
         if kv_cache_mode is not None and self.state.ulysses is not None:
             raise ValueError(f"kv_cache_mode={kv_cache_mode!r} under Ulysses context parallelism: diffusers' KV-cache "
                              f"attention does not shard, so GNA does not either; run the KV pipeline on one GPU")
-        return (self.state.dense_now and self.state.ulysses is None) or attention_mask is not None
+        return self.state.original_dense or attention_mask is not None
 
     def _attend(self, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text_len: int,
                 kv_cache: Optional[Flux2KVLayerCache], kv_cache_mode: Optional[str],
                 num_ref_tokens: int) -> torch.Tensor:
-        """[B, S, H, D] -> [B, S, H*D] for the sequence [text, image stream] of this rank."""
+        """[B, S, H, D] -> [B, S, H*D] for the sequence [text, image stream] of this rank; on dense steps the grid
+        queries see every key the text queries see."""
         params = self.state.params(self.group)
         grid_len = params.tokens
+        dense = self.state.dense_now
         if kv_cache_mode == "extract" and num_ref_tokens > 0:
             # [text, refs, grid]: the refs' keys and values are cached for later steps and see only themselves
             refs = slice(text_len, text_len + num_ref_tokens)
             if kv_cache is not None:
                 kv_cache.store(key[:, refs].clone(), value[:, refs].clone())
             dense_len = text_len + num_ref_tokens
-            grid = gna_op(query[:, dense_len:], key[:, dense_len:], value[:, dense_len:], params,
-                          self.state.recipe.backend, key[:, :dense_len], value[:, :dense_len])
+            grid = dense_attention(query[:, dense_len:], key, value) if dense else \
+                gna_op(query[:, dense_len:], key[:, dense_len:], value[:, dense_len:], params,
+                       self.state.recipe.backend, key[:, :dense_len], value[:, :dense_len])
             text = dense_attention(query[:, :text_len], key, value)
             ref = dense_attention(query[:, refs], key[:, refs], value[:, refs])
             out = torch.cat([text, ref, grid], dim=1)
@@ -79,11 +82,14 @@ class _Flux2Attention(GNAProcessorBase):
             ref_key, ref_value = kv_cache.get()
             extra_key = torch.cat([key[:, :text_len], ref_key], dim=1)
             extra_value = torch.cat([value[:, :text_len], ref_value], dim=1)
-            grid = gna_op(query[:, text_len:], key[:, text_len:], value[:, text_len:], params,
-                          self.state.recipe.backend, extra_key, extra_value)
-            text = dense_attention(query[:, :text_len], torch.cat([extra_key, key[:, text_len:]], dim=1),
-                                   torch.cat([extra_value, value[:, text_len:]], dim=1))
-            out = torch.cat([text, grid], dim=1)
+            all_key = torch.cat([extra_key, key[:, text_len:]], dim=1)
+            all_value = torch.cat([extra_value, value[:, text_len:]], dim=1)
+            if dense:
+                out = dense_attention(query, all_key, all_value)
+            else:
+                grid = gna_op(query[:, text_len:], key[:, text_len:], value[:, text_len:], params,
+                              self.state.recipe.backend, extra_key, extra_value)
+                out = torch.cat([dense_attention(query[:, :text_len], all_key, all_value), grid], dim=1)
         else:
             # [text, grid, refs]; under Ulysses this rank holds a slice of each part, the refs counted whole
             world = dist.get_world_size(self.state.ulysses) if self.state.ulysses is not None else 1

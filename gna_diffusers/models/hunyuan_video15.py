@@ -24,12 +24,13 @@ def _heads(attn, x: torch.Tensor) -> torch.Tensor:
 
 class HunyuanVideo15GNAProcessor(GNAProcessorBase):
     """Video queries: GNA over the video grid plus the valid conditioning tokens. Conditioning queries: dense over
-    the valid keys, zero where padded, as diffusers' N x N mask makes them. Dense steps: the original."""
+    the valid keys, zero where padded, as diffusers' N x N mask makes them. Dense steps: every query dense over the
+    valid keys, padded conditioning queries zero (or the original processor, as the recipe's dense_path says)."""
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None,
                  image_rotary_emb=None) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        if self.state.dense_now or encoder_hidden_states is None or attention_mask is None:
+        if self.state.original_dense or encoder_hidden_states is None or attention_mask is None:
             return self.original(attn, hidden_states, encoder_hidden_states, attention_mask, image_rotary_emb)
         query, key, value = (_heads(attn, proj(hidden_states)) for proj in (attn.to_q, attn.to_k, attn.to_v))
         query, key = attn.norm_q(query), attn.norm_k(key)
@@ -65,3 +66,15 @@ def read_video15_grid(transformer, args: tuple, kwargs: dict) -> tuple[tuple[int
     p, pt = config.patch_size, config.patch_size_t
     _, _, frames, height, width = hidden_states.shape
     return (frames // pt, height // p, width // p), sum(c.shape[1] for c in conditions if c is not None)
+
+
+def read_video15_text_valid(transformer, args: tuple, kwargs: dict) -> tuple[int, ...]:
+    """The real conditioning tokens per batch entry: the transformer moves the valid image, ByT5 and Qwen2.5-VL tokens
+    to the front of its sequence (so they are a prefix), the image tokens all valid unless image_embeds is all zeros
+    (text-to-video), as it decides."""
+    text_mask = argument(args, kwargs, "encoder_attention_mask", 3)
+    glyph_mask = argument(args, kwargs, "encoder_attention_mask_2", 6)
+    image_embeds = argument(args, kwargs, "image_embeds", 7)
+    counts = text_mask.bool().sum(dim=1) + glyph_mask.bool().sum(dim=1)
+    counts = counts + image_embeds.shape[1] * (image_embeds != 0).any().long()
+    return tuple(counts.tolist())

@@ -24,13 +24,14 @@ def _whole_text_mask(mask: torch.Tensor, group) -> torch.Tensor:
 
 class QwenImageGNAProcessor(GNAProcessorBase):
     """Image queries: GNA over the image grid plus the valid text (and any condition-image tokens). Text queries:
-    dense, with the same mask. Dense steps: the original processor."""
+    dense, with the same mask. Dense steps: every query dense over the valid keys (or the original processor, as the
+    recipe's dense_path says)."""
 
     def __call__(self, attn, hidden_states: torch.Tensor, encoder_hidden_states: Optional[torch.Tensor] = None,
                  encoder_hidden_states_mask: Optional[torch.Tensor] = None,
                  attention_mask: Optional[torch.Tensor] = None, image_rotary_emb=None) -> tuple[torch.Tensor,
                                                                                                   torch.Tensor]:
-        if (self.state.dense_now and self.state.ulysses is None) or encoder_hidden_states is None \
+        if self.state.original_dense or encoder_hidden_states is None \
                 or attention_mask is not None:       # the original explains what it refuses
             return self.original(attn, hidden_states, encoder_hidden_states, encoder_hidden_states_mask,
                                  attention_mask, image_rotary_emb)
@@ -87,3 +88,16 @@ def read_qwen_image_grid(transformer, args: tuple, kwargs: dict) -> tuple[tuple[
     if tokens != hidden_states.shape[1]:
         raise ValueError(f"img_shapes={shapes} describe {tokens} tokens but hidden_states has {hidden_states.shape[1]}")
     return ((rows, cols) if frames == 1 else (frames, rows, cols)), encoder_hidden_states.shape[1]
+
+
+def read_qwen_text_valid(transformer, args: tuple, kwargs: dict) -> Optional[tuple[int, ...]]:
+    """The real prompt tokens per batch entry, when the text mask keeps a prefix of the text as the pipelines' padding
+    does; None without a mask (nothing padded) or for a mask that keeps other tokens (then it is applied as given)."""
+    mask = argument(args, kwargs, "encoder_hidden_states_mask", 2)
+    if mask is None:
+        return None
+    mask = mask.bool()
+    counts = mask.sum(dim=1)
+    prefix = (mask == (torch.arange(mask.shape[1], device=mask.device) < counts[:, None])).all()
+    *valid, is_prefix = torch.cat([counts, prefix[None].long()]).tolist()   # one device sync
+    return tuple(valid) if is_prefix else None

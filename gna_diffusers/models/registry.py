@@ -23,7 +23,7 @@ class ModelSpec:
     processor: Callable[..., Any]      # processor(original, state, group) -> callable like diffusers processors
     #                                    (a class, or a function picking one per block type)
     read_grid: GridReader
-    read_text_valid: Optional[TextValidReader] = None  # models that pad text at the end of a [grid, text] sequence
+    read_text_valid: Optional[TextValidReader] = None  # models that pad text at the end of the text (a prefix real)
 
 
 _MODELS: dict[type, ModelSpec] = {}

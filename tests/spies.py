@@ -1,0 +1,24 @@
+"""Test helpers that observe which path a GNA processor took, rather than assume it."""
+
+from __future__ import annotations
+
+from gna_diffusers.models.common import GNAProcessorBase
+from gna_diffusers.pipeline import transformers_and_scheduler
+
+
+def count_original_calls(target) -> list[int]:
+    """Make every GNA processor of an enabled pipeline (or transformer) count the calls it hands to the original
+    diffusers processor; the count is the list's one element. disable_gna drops the wrappers with the processors."""
+    calls = [0]
+
+    def counting(original):
+        def call(*args, **kwargs):
+            calls[0] += 1
+            return original(*args, **kwargs)
+        return call
+    for transformer in transformers_and_scheduler(target)[0]:
+        for module in transformer.modules():
+            processor = getattr(module, "processor", None)
+            if isinstance(processor, GNAProcessorBase):
+                processor.original = counting(processor.original)
+    return calls
