@@ -315,26 +315,37 @@ def strip(outputs: list[torch.Tensor], labels: list[str]) -> Image.Image:
 
 
 # Phases of one pipeline run, stacked bottom to top: (label, the row's key of seconds per run; None for the steps)
-PHASES = [("text encode", "text_encode_s"), ("dense steps", None), ("GNA steps", None), ("VAE decode", "vae_decode_s"),
-          ("other", "other_s")]
+PHASES = [("text encode", "text_encode_s"), ("dense steps", None), ("dense steps, cached", None), ("GNA steps", None),
+          ("GNA steps, cached", None), ("VAE decode", "vae_decode_s"), ("other", "other_s")]
+STEP_PHASES = {"dense": "dense steps", "dense-cached": "dense steps, cached", "gna": "GNA steps",
+               "gna-cached": "GNA steps, cached"}   # whole-pipeline step kinds (whole_pipeline.step_kind)
 
 
 def phase_seconds(row: dict) -> Optional[dict[str, dict[str, float]]]:
     """Seconds per phase of the dense run and of the GNA run, {"dense": {phase: s}, "GNA": {...}}, from what the row
-    measured: per-step medians times step counts (`recipe_dense_step_s`, a GNA run's own dense steps, where
-    measured), plus `text_encode_s`, `vae_decode_s`, `other_s` when present (the same in both runs). None without
-    per-step times."""
+    measured: each kind of step's count times its median where the row has `steps_by_kind` (whole pipeline), else
+    per-step medians times step counts (`recipe_dense_step_s`, a GNA run's own dense steps, where measured); plus
+    `text_encode_s`, `vae_decode_s`, `other_s` when present (the GNA run's own `gna_*` where the row has them). None
+    without per-step times."""
     if row.get("dense_step_s") is None or row.get("gna_step_s") is None or row.get("steps") is None:
         return None
-    steps, dense_steps = row["steps"], row.get("dense_steps") or 0
-    recipe_dense = row.get("recipe_dense_step_s") or row["dense_step_s"]
-    runs: dict[str, dict[str, float]] = {
-        "dense": {"dense steps": steps * row["dense_step_s"]},
-        "GNA": {"dense steps": dense_steps * recipe_dense, "GNA steps": (steps - dense_steps) * row["gna_step_s"]}}
+    if "steps_by_kind" in row:
+        runs = {mode: {STEP_PHASES[kind]: step["count"] * step["step_s"] for kind, step in kinds.items()}
+                for mode, kinds in (("dense", row["steps_by_kind"]["stock"]), ("GNA", row["steps_by_kind"]["gna"]))}
+    else:
+        steps, dense_steps = row["steps"], row.get("dense_steps") or 0
+        recipe_dense = row.get("recipe_dense_step_s") or row["dense_step_s"]
+        runs = {"dense": {"dense steps": steps * row["dense_step_s"]},
+                "GNA": {"dense steps": dense_steps * recipe_dense,
+                        "GNA steps": (steps - dense_steps) * row["gna_step_s"]}}
     for label, key in PHASES:
-        if key is not None and row.get(key) is not None:
-            for phases in runs.values():
-                phases[label] = row[key]
+        if key is None:
+            continue
+        for mode, phases in runs.items():
+            own = row.get(f"gna_{key}") if mode == "GNA" else None
+            value = own if own is not None else row.get(key)
+            if value is not None:
+                phases[label] = value
     return {mode: {label: phases[label] for label, _ in PHASES if label in phases} for mode, phases in runs.items()}
 
 

@@ -26,3 +26,7 @@ class MissingWeightsError(UserError, FileNotFoundError):
 
 class GPURequiredError(UserError):
     """An option that needs a CUDA GPU (or more GPUs than this machine has)."""
+
+
+class MissingPackageError(UserError, ImportError):
+    """An option needs a Python package that is not installed here (the message names the extra that brings it)."""

@@ -43,6 +43,7 @@ def assert_one_line_error(result: subprocess.CompletedProcess, code: int, *needl
     (["generate", "--frobnicate"], 2, ["--frobnicate"]),
     (["generate", "--steps", "0"], 2, ["--steps", "give 1 or more"]),
     (["compare", "--prompts", "no/such/prompts.txt"], 2, ["--prompts no/such/prompts.txt", "no such file"]),
+    (["compare", "--fp8", "--cache", "taylor_seer_lite"], 2, ["--fp8, --cache: only with --whole-pipeline"]),
     (["simulate", "--grid", "8x8", "--window", "9x9"], 2, ["window=(9, 9)", "<= grid length 8"]),  # our validation
     (["simulate"], 2, ["--grid", "--shipped"]),
     ([], 2, ["COMMAND"]),
@@ -56,6 +57,8 @@ def test_gpu_only_options_without_a_gpu() -> None:
     assert_one_line_error(fresh("compare", "--random-weights", "flux"), 1, "--random-weights", "CUDA GPU")
     assert_one_line_error(fresh("generate", "--device", "cuda"), 1, "--device cuda", "no CUDA GPU")
     assert_one_line_error(fresh("generate", "--gpus", "2"), 1, "--gpus 2", "this machine has 0")
+    assert_one_line_error(fresh("compare", "--whole-pipeline", "hunyuan_video", "--fp8"), 1, "--fp8",
+                          "compute capability 8.9", "found no CUDA GPU")
 
 
 def test_missing_weights_say_what_to_do(tmp_path) -> None:

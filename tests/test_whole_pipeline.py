@@ -1,12 +1,26 @@
-"""Whole-pipeline timing on the tiny offline pipelines: every phase of a real call is measured and they add up."""
+"""Whole-pipeline timing on the tiny offline pipelines: every phase of a real call is measured and they add up; with a
+cache, each kind of step is counted as a full run does it; FP8 is refused without an FP8 GPU."""
 
+import dataclasses
 import math
+from collections import Counter
 
 import pytest
 import torch
 
+from gna_diffusers import compare
+from gna_diffusers.backends import Backend, register_backend
+from gna_diffusers.backends.reference import reference_forward
+from gna_diffusers.errors import GPURequiredError
 from gna_diffusers.tiny import TINY_PIPELINES
-from gna_diffusers.whole_pipeline import PhaseTimer, PipelineSpec, time_whole_pipeline
+from gna_diffusers.whole_pipeline import (
+    CACHES,
+    PhaseTimer,
+    PipelineSpec,
+    cache_schedule,
+    fp8_layers,
+    time_whole_pipeline,
+)
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
 RECORD_KEYS = {"model", "gpu", "steps", "dense_steps", "text_encode_s", "dense_step_s", "gna_step_s", "vae_decode_s",
@@ -46,3 +60,124 @@ def test_timer_names_every_phase() -> None:
     assert len(timer.steps) == 3 and timer.text_s > 0 and timer.vae_s > 0
     assert timer.text_s + timer.vae_s + sum(s for _, s in timer.steps) + timer.other_s == pytest.approx(timer.total_s)
     assert "encode_prompt" not in vars(pipe) and "decode" not in vars(pipe.vae)
+
+
+# ---------------------------------------------------------------- options: a cache, FP8 linears
+
+SPY_CALLS: list = []
+register_backend(Backend("whole-pipeline-spy", lambda inputs: SPY_CALLS.append(1) or reference_forward(inputs),
+                         lambda inputs: None, priority=lambda device: -1))
+
+
+class Witness:
+    """What each transformer forward really ran, seen from outside the cache and GNA: how many blocks ran their body
+    (any child module called) out of how many, and how many GNA calls the spy backend got."""
+
+    def __init__(self, transformer: torch.nn.Module) -> None:
+        blocks = [m for m in transformer.modules() if type(m).__name__.endswith("TransformerBlock")]
+        assert len(blocks) == 4                                  # 2 double + 2 single blocks in every tiny model
+        self.blocks = len(blocks)
+        self.forwards: list[dict] = []
+        self.handles = [transformer.register_forward_pre_hook(self._forward)]
+        for block in blocks:
+            for child in block.children():
+                self.handles.append(child.register_forward_pre_hook(lambda m, a, block=block: self._ran(block)))
+
+    def _forward(self, module, args) -> None:
+        self.forwards.append({"ran": set(), "gna_calls_before": len(SPY_CALLS)})
+
+    def _ran(self, block) -> None:
+        self.forwards[-1]["ran"].add(id(block))
+
+    def kinds(self, dense_steps: int) -> list[str]:
+        """Each forward's kind, from what ran; every tiny pipeline makes one forward a step."""
+        ends = [f["gna_calls_before"] for f in self.forwards[1:]] + [len(SPY_CALLS)]
+        kinds = []
+        for step, (forward, end) in enumerate(zip(self.forwards, ends)):
+            ran, gna_ran = len(forward["ran"]), end > forward["gna_calls_before"]
+            assert ran in (0, self.blocks), f"step {step}: {ran} of {self.blocks} blocks ran"
+            if ran:                                              # a computed step runs GNA exactly after the dense ones
+                assert gna_ran == (step >= dense_steps), step
+            else:
+                assert not gna_ran, step
+            kinds.append(("dense" if step < dense_steps else "gna") + ("" if ran else "-cached"))
+        return kinds
+
+    def remove(self) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize("model", ["flux", "hunyuan_video"])
+def test_cache_steps_and_counts_are_what_a_full_run_does(model: str) -> None:
+    """The cache's 50-step counts in the record, and the labels the timer gives each step, equal what a 50-step call
+    of the same pipeline with the same cache and recipe (15 dense steps) runs, counted block by block."""
+    spec = dataclasses.replace(_spec(model), steps=50)
+    record = time_whole_pipeline(spec, torch.device("cpu"), torch.float32, measured_steps=1,
+                                 cache="taylor_seer_lite")
+    config = CACHES["taylor_seer_lite"]()
+    builder, call_args = TINY_PIPELINES[model]
+    pipe = builder(0)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.transformer.enable_cache(config)
+    recipe = {**spec.recipe, "backend": "whole-pipeline-spy"}
+    for side, dense_steps in (("stock", 50), ("gna", 15)):
+        if side == "gna":
+            pipe.enable_gna(recipe)
+        witness = Witness(pipe.transformer)
+        timer = PhaseTimer(pipe, cache_schedule(config, 50))
+        timer.call(prompt="a cat", num_inference_steps=50, generator=torch.Generator().manual_seed(0),
+                   output_type="latent", **call_args)
+        witness.remove()
+        ran = witness.kinds(dense_steps)
+        assert len(ran) == 50 and [kind for kind, _ in timer.steps] == ran
+        counts = {kind: step["count"] for kind, step in record["steps_by_kind"][side].items()}
+        assert counts == dict(Counter(ran)) and sum(counts.values()) == 50
+    assert set(counts) == {"dense", "dense-cached", "gna", "gna-cached"}       # the recipe and the cache interleave
+    assert record["options"]["cache"]["computed_steps"] == [i for i, k in enumerate(ran) if not k.endswith("cached")]
+
+
+def test_cache_record_measures_each_kind_and_adds_up() -> None:
+    spec = dataclasses.replace(_spec("hunyuan_video"), steps=50)
+    record = time_whole_pipeline(spec, torch.device("cpu"), torch.float32, measured_steps=1,
+                                 cache="taylor_seer_lite")
+    # measured calls under the shortened warm-up: two full steps, then a predicted one, on each side
+    assert [k for k, _ in record["measured"]["stock_steps"]] == ["dense", "dense", "dense-cached"]
+    assert [k for k, _ in record["measured"]["gna_steps"]] == ["dense", "dense", "dense-cached", "gna", "gna-cached"]
+    for side, text, vae, other, total in (("stock", "text_encode_s", "vae_decode_s", "other_s", "total_dense_s"),
+                                          ("gna", "gna_text_encode_s", "gna_vae_decode_s", "gna_other_s",
+                                           "total_gna_s")):
+        kinds = record["steps_by_kind"][side]
+        for kind, step in kinds.items():
+            assert 0 < step["step_s"] < 60 and math.isfinite(step["step_s"]), (side, kind)
+        steps = sum(step["count"] * step["step_s"] for step in kinds.values())
+        assert record[total] == pytest.approx(record[text] + steps + record[vae] + record[other])
+    phases = compare.phase_seconds(record)
+    assert sum(phases["dense"].values()) == pytest.approx(record["total_dense_s"])
+    assert sum(phases["GNA"].values()) == pytest.approx(record["total_gna_s"])
+    assert "GNA steps, cached" in phases["GNA"] and "dense steps, cached" in phases["dense"]
+    gna = record["steps_by_kind"]["gna"]
+    assert record["total_gna_original_dense_s"] == pytest.approx(
+        record["total_gna_s"] + gna["dense"]["count"] * (record["dense_step_s"] - record["gna_dense_step_s"]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="FP8 may run on this machine")
+def test_fp8_refused_without_an_fp8_gpu() -> None:
+    with pytest.raises(GPURequiredError) as err:
+        time_whole_pipeline(_spec("flux"), torch.device("cpu"), fp8=True)
+    message = str(err.value)
+    assert "\n" not in message
+    for needle in ("--fp8", "compute capability 8.9", "found no CUDA GPU"):
+        assert needle in message
+
+
+def test_fp8_takes_the_linears_scaled_mm_can_run_but_the_output_projection() -> None:
+    transformer = TINY_PIPELINES["hunyuan_video"][0](0).transformer
+    taken, kept = fp8_layers(transformer)
+    linears = {name: m for name, m in transformer.named_modules() if isinstance(m, torch.nn.Linear)}
+    kept_names = [name for names in kept.values() for name in names]
+    assert sorted(taken + kept_names) == sorted(linears) and not set(taken) & set(kept_names)
+    assert "proj_out" in kept_names and "transformer_blocks.0.attn.to_q" in taken
+    odd = [name for name, m in linears.items() if m.in_features % 16 or m.out_features % 16]
+    assert odd and set(odd) <= set(kept_names)                 # tiny's 8-wide pooled projection, for one
+    assert all(linears[name].in_features % 16 == 0 and linears[name].out_features % 16 == 0 for name in taken)

@@ -25,17 +25,24 @@ def run(args: argparse.Namespace) -> int:
         load_recipe(recipe)                     # a bad recipe fails before anything is loaded
     if args.prompts and not Path(args.prompts).is_file():
         raise UsageError(f"--prompts {args.prompts}: no such file (give a text file with one prompt per line)")
+    given = [option for option, value in (("--compile", args.compile), ("--fp8", args.fp8), ("--cache", args.cache))
+             if value]
+    if given and not args.whole_pipeline:
+        raise UsageError(f"{', '.join(given)}: only with --whole-pipeline")
     out_dir = Path(args.out)
     if args.whole_pipeline:
-        gpus_available(1, "--whole-pipeline")
         import torch
 
         from .. import compare, whole_pipeline
+        if args.fp8:
+            whole_pipeline.require_fp8(torch.device("cuda"))     # says what FP8 needs, even on a machine with no GPU
+        gpus_available(1, "--whole-pipeline")
         rows = []
         for model in args.whole_pipeline:
             rows.append(whole_pipeline.time_whole_pipeline(
-                whole_pipeline.PIPELINES[model], torch.device("cuda"), compile_transformer=args.compile,
-                recipe=args.recipe[0] if args.recipe else None))
+                whole_pipeline.PIPELINES[model], torch.device("cuda"), measured_steps=args.measured_steps,
+                compile_transformer=args.compile, recipe=args.recipe[0] if args.recipe else None, fp8=args.fp8,
+                cache=args.cache))
             print(json.dumps(rows[-1]), flush=True)
         written = compare.write_report(out_dir, rows, note=WHOLE_PIPELINE_NOTE)
     elif args.random_weights:
@@ -92,6 +99,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "diffusers against GNA")
     p.add_argument("--compile", action="store_true",
                    help="with --whole-pipeline: torch.compile the transformer's repeated blocks (regional, fullgraph) on both sides")
+    p.add_argument("--fp8", action="store_true",
+                   help="with --whole-pipeline: FP8 linears in the transformer on both sides (torchao, FP8 weights and "
+                        "activations, per-row scales); needs compute capability 8.9+ and pip install -e '.[fp8]'")
+    p.add_argument("--cache", choices=["taylor_seer_lite"],
+                   help="with --whole-pipeline: a diffusers cache hook on both sides (TaylorSeer lite, diffusers' "
+                        "documented settings: full steps 0-9, then one in five); totals count the full run's computed "
+                        "and predicted steps from the cache's own schedule")
+    p.add_argument("--measured-steps", type=positive_int, default=2,
+                   help="with --whole-pipeline: steps of each kind in the measured call (median reported)")
     p.add_argument("--backend", nargs="+", help="GNA backends to time with --random-weights (e.g. flex cutlass)")
     p.add_argument("--reps", type=positive_int, default=3,
                    help="timed forwards per mode with --random-weights (about; median reported)")
