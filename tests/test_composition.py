@@ -1,6 +1,6 @@
-"""GNA composed with what users stack on a pipeline: torch.compile, diffusers' cache hooks, layerwise casting and
-group offloading, on the tiny offline pipelines. Each must keep GNA running (a spy backend counts the calls) and
-leave the stock pipeline exactly as it was once everything is disabled again."""
+"""GNA composed with what users stack on a pipeline: torch.compile, diffusers' cache hooks, layerwise casting, group
+offloading and model CPU offload, on the tiny offline pipelines. Each must keep GNA running (a spy backend counts the
+calls) and leave the stock pipeline exactly as it was once everything is disabled again."""
 
 import warnings
 
@@ -90,6 +90,25 @@ def test_memory_hooks_compose(enable) -> None:
     assert len(CALLS) > before
     # group offloading moves weights, not values; bf16 storage rounds the weights, so only a loose match there
     torch.testing.assert_close(hooked, plain, atol=0.1, rtol=0.1)
+
+
+@pytest.mark.parametrize("model", sorted(GRIDS))
+def test_model_cpu_offload_composes(model: str) -> None:
+    """`enable_model_cpu_offload` puts accelerate hooks on every component that move it to the execution device for
+    its forward and back after; on CPU-only torch diffusers runs it when given device="cpu" (the hooks wrap every
+    component and move nothing). GNA keeps running under them, gives the latents it gives without them, and is still
+    on after the call ends, when diffusers puts the hooks back."""
+    builder, call_args = TINY_PIPELINES[model]
+    pipe = builder(0)
+    pipe.set_progress_bar_config(disable=True)
+    pipe.enable_gna(_recipe(model))
+    plain = _latents(pipe, call_args)
+    pipe.enable_model_cpu_offload(device="cpu")
+    assert pipe._all_hooks and hasattr(pipe.transformer, "_hf_hook")
+    for _ in range(2):
+        before = len(CALLS)
+        assert torch.equal(_latents(pipe, call_args), plain)
+        assert len(CALLS) > before
 
 
 def test_regional_compile_has_no_graph_break() -> None:
