@@ -14,21 +14,12 @@ from diffusers.hooks import (
     TaylorSeerCacheConfig,
 )
 
-from gna_diffusers.backends import Backend, register_backend
-from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.tiny import TINY_PIPELINES
+from spies import counting_backend
 
 warnings.filterwarnings("ignore")
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8]}
-CALLS: list = []
-
-
-def _counting(inputs):
-    CALLS.append(inputs.params.grid)
-    return reference_forward(inputs)
-
-
-register_backend(Backend("composition-spy", _counting, lambda inputs: None, priority=lambda device: -1))
+CALLS = counting_backend("composition-spy")
 
 
 def _recipe(model: str, dense_steps: int = 1) -> dict:

@@ -9,8 +9,6 @@ import pytest
 import torch
 
 from gna_diffusers import compare
-from gna_diffusers.backends import Backend, register_backend
-from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.errors import GPURequiredError
 from gna_diffusers.tiny import TINY_PIPELINES
 from gna_diffusers.whole_pipeline import (
@@ -21,6 +19,7 @@ from gna_diffusers.whole_pipeline import (
     fp8_layers,
     time_whole_pipeline,
 )
+from spies import counting_backend
 
 GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
 RECORD_KEYS = {"model", "gpu", "steps", "dense_steps", "text_encode_s", "dense_step_s", "gna_step_s", "vae_decode_s",
@@ -64,9 +63,7 @@ def test_timer_names_every_phase() -> None:
 
 # ---------------------------------------------------------------- options: a cache, FP8 linears
 
-SPY_CALLS: list = []
-register_backend(Backend("whole-pipeline-spy", lambda inputs: SPY_CALLS.append(1) or reference_forward(inputs),
-                         lambda inputs: None, priority=lambda device: -1))
+SPY_CALLS = counting_backend("whole-pipeline-spy")
 
 
 class Witness:
