@@ -1,6 +1,11 @@
 """`gna_attention`: the one public operator. Validates, picks a backend, returns out (and the log-sum-exp); and the
 same function as a torch custom op, so `torch.compile` treats it as one opaque node instead of breaking the graph at
-every attention call (the backends compile or launch their own kernels inside)."""
+every attention call (the backends compile or launch their own kernels inside).
+
+The processors' entry `gna_attention_op` takes the custom op only where something needs it: while torch.compile or
+export traces, and for inputs only the dispatcher handles (tensor subclasses such as FakeTensor, meta tensors,
+inputs autograd would record). A plain eager call skips it: the op's dispatch alone cost ~65 us of host time per call
+on the 2-core CPU machine, more than the rest of the call (scripts/host_overhead.py)."""
 
 from __future__ import annotations
 
@@ -34,17 +39,32 @@ def gna_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, *
     return (out, lse) if return_lse else out
 
 
-@torch.library.custom_op("gna_diffusers::gna_attention", mutates_args=())
 def gna_attention_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, grid: list[int],
                      window: list[int], stride: list[int], dilation: list[int], causal: list[bool],
                      extra_key: Optional[torch.Tensor], extra_value: Optional[torch.Tensor],
-                     extra_mask: Optional[torch.Tensor], scale: float, backend: str) -> torch.Tensor:
+                     extra_mask: Optional[torch.Tensor], scale: Optional[float], backend: str) -> torch.Tensor:
+    """`gna_attention` (out only) with per-dimension lists, as the model processors call it: the custom op where
+    something needs the dispatcher (module docstring), else the function itself."""
+    tensors = (query, key, value, extra_key, extra_value)
+    if (torch.compiler.is_compiling() or type(query) is not torch.Tensor or query.is_meta
+            or (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors))):
+        return _gna_attention_op(query, key, value, grid, window, stride, dilation, causal, extra_key, extra_value,
+                                 extra_mask, scale, backend)
     return gna_attention(query, key, value, grid=tuple(grid), window=tuple(window), stride=tuple(stride),
                          dilation=tuple(dilation), causal=tuple(causal), extra_key=extra_key,
-                         extra_value=extra_value,
-                         extra_mask=extra_mask, scale=scale, backend=backend)
+                         extra_value=extra_value, extra_mask=extra_mask, scale=scale, backend=backend)
 
 
-@gna_attention_op.register_fake
+@torch.library.custom_op("gna_diffusers::gna_attention", mutates_args=())
+def _gna_attention_op(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, grid: list[int],
+                      window: list[int], stride: list[int], dilation: list[int], causal: list[bool],
+                      extra_key: Optional[torch.Tensor], extra_value: Optional[torch.Tensor],
+                      extra_mask: Optional[torch.Tensor], scale: Optional[float], backend: str) -> torch.Tensor:
+    return gna_attention(query, key, value, grid=tuple(grid), window=tuple(window), stride=tuple(stride),
+                         dilation=tuple(dilation), causal=tuple(causal), extra_key=extra_key,
+                         extra_value=extra_value, extra_mask=extra_mask, scale=scale, backend=backend)
+
+
+@_gna_attention_op.register_fake
 def _(query, key, value, grid, window, stride, dilation, causal, extra_key, extra_value, extra_mask, scale, backend):
     return torch.empty_like(query)

@@ -195,13 +195,22 @@ def arch_of(device: torch.device) -> Optional[str]:
     """The kernel architecture of a CUDA device (sm90a, sm100a), None for other devices."""
     if device.type != "cuda":
         return None
-    capability = torch.cuda.get_device_capability(device)
+    return _arch_of_index(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _arch_of_index(index: int) -> Optional[str]:
+    """Cached: a call asks several times (selection, plan, launch), and reading the capability costs microseconds."""
+    capability = torch.cuda.get_device_capability(index)
     return next((name for name, arch in ARCHS.items() if arch.capability == capability), None)
 
 
 def extension(dtype_name: str, head_dim: int, schedule: str, arch: str = "sm90a"):
     """The loaded extension, building it on first use; None (with the reason in `_build_errors`) if it fails."""
     key = (arch, dtype_name, head_dim, schedule)
+    ext = _extensions.get(key)  # loaded already: no lock on the per-call path
+    if ext is not None:
+        return ext
     with _build_lock:
         if key not in _extensions and key not in _build_errors:
             problem = toolchain_problem(arch)
