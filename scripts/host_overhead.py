@@ -7,6 +7,9 @@ the same Python path runs on CPU tensors. On a Hopper GPU the script then times 
 of one call (CUDA events over a loop) and the wall time per call of a loop of real calls; a call is kernel-bound when
 the wall time per call matches the GPU time rather than the host time.
 
+Columns: `host us` gna_attention(..., backend="cutlass"); `op entry us` gna_attention_op, what the model processors
+call; `GPU us` and `loop us` (Hopper only) the real call's GPU time and wall time per call in a loop.
+
     python scripts/host_overhead.py [--calls 2000]
 """
 
@@ -87,8 +90,9 @@ def make_call(case: tuple, device: str, heads: int, via_op: bool) -> Callable[[]
                       extra_mask=torch.arange(extra, device=device)[None, :] < extra // 2)
     ndim = len(grid)
     if via_op:
-        args = (list(grid), list(window), [stride] * ndim, [dilation] * ndim, [False] * ndim, kwargs.get("extra_key"), kwargs.get("extra_value"),
-                kwargs.get("extra_mask"), HEAD_DIM ** -0.5, "cutlass")
+        args = (list(grid), list(window), [stride] * ndim, [dilation] * ndim, [False] * ndim,
+                kwargs.get("extra_key"), kwargs.get("extra_value"), kwargs.get("extra_mask"), HEAD_DIM ** -0.5,
+                "cutlass")
         return lambda: gna_attention_op(q, k, v, *args)
     return lambda: gna_attention(q, k, v, grid=grid, window=window, stride=stride, dilation=dilation,
                                  backend="cutlass", **kwargs)
@@ -104,7 +108,7 @@ def main() -> int:
     heads = 24 if hopper else 1  # the Python path does not depend on heads; a CPU's own tensor work does
     print(f"device: {torch.cuda.get_device_name() if hopper else 'cpu (sm90a faked)'}, torch {torch.__version__}, "
           f"{heads} heads, head_dim {HEAD_DIM}, {str(DTYPE).replace('torch.', '')}")
-    print(f"{'case':22} {'host us/call':>12} {'via op':>8}" + (f" {'GPU us':>8} {'loop us':>8}" if hopper else ""))
+    print(f"{'case':22} {'host us':>8} {'op entry us':>11}" + (f" {'GPU us':>8} {'loop us':>8}" if hopper else ""))
     for case in CASES:
         calls = {via_op: make_call(case, device, heads, via_op) for via_op in (False, True)}
         if hopper:
@@ -112,7 +116,7 @@ def main() -> int:
                 fn()  # build or load the kernel, fill the caches, outside the timing
         with no_kernel(fake_device=not hopper):
             host = {via_op: host_us(fn, args.calls) for via_op, fn in calls.items()}
-        line = f"{case[0]:22} {host[False]:12.1f} {host[True]:8.1f}"
+        line = f"{case[0]:22} {host[False]:8.1f} {host[True]:11.1f}"
         if hopper:
             line += f" {gpu_us(calls[False]):8.1f} {loop_us(calls[False]):8.1f}"
         print(line, flush=True)

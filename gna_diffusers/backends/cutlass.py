@@ -231,7 +231,11 @@ def extension(dtype_name: str, head_dim: int, schedule: str, arch: str = "sm90a"
 @functools.lru_cache(maxsize=64)
 def _layout_indices(grid: tuple[int, ...], tile: tuple[int, ...], dilation: tuple[int, ...],
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tiled position -> row-major token, padding -> token 0; row-major token -> tiled position)."""
+    """(tiled position -> row-major token, padding -> token 0; row-major token -> tiled position).
+
+    Cached on the device, so a configuration's first call must not be the one a CUDA graph captures (the copy from
+    the host cannot be captured) nor run inside torch.compile's CUDA-graph warm-up (the cached tensors would sit in
+    the graphs' private memory pool): warm up eagerly first. Only dilated problems use them."""
     layout = TiledLayout.make(grid, tile, dilation)
     coords = layout.coordinates()
     valid = (coords < torch.tensor(grid)).all(dim=1)
@@ -314,23 +318,22 @@ class ExtraTokens(NamedTuple):
     counts: torch.Tensor  # int32 [B]: valid tokens per batch entry
 
 
-@functools.lru_cache(maxsize=16)
-def _all_valid(batch: int, tokens: int, device: torch.device) -> torch.Tensor:
-    return torch.full((batch,), tokens, dtype=torch.int32, device=device)
-
-
 def extra_tokens(inputs: GNAInputs) -> Optional[ExtraTokens]:
     """The inputs' extra tokens for the kernel, None without any.
 
     Without a mask they go as they are. With one, a stable sort of the mask and one gather each of keys and values
     move every batch entry's valid tokens to the front, a few microseconds; skipping that for a prefix mask would
-    first need the mask on the host, a device-to-host sync that costs more than the gather."""
+    first need the mask on the host, a device-to-host sync that costs more than the gather (and that no CUDA graph
+    can capture)."""
     key, value, mask = inputs.extra_key, inputs.extra_value, inputs.extra_mask
     if key is None or key.shape[1] == 0:
         return None
     batch, tokens = key.shape[:2]
     if mask is None:
-        return ExtraTokens(key.contiguous(), value.contiguous(), _all_valid(batch, tokens, key.device))
+        # made per call, not cached: a cached tensor first made inside a CUDA graph capture would be filled only by
+        # replays, and one made in torch.compile's CUDA-graph warm-up would sit in the graphs' private memory pool
+        counts = torch.full((batch,), tokens, dtype=torch.int32, device=key.device)
+        return ExtraTokens(key.contiguous(), value.contiguous(), counts)
     order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # valid first, each group in order
     rows = (order + torch.arange(0, batch * tokens, tokens, device=key.device)[:, None]).flatten()
 
