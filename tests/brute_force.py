@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import itertools
 import math
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from gna_diffusers import GNAParams, TiledLayout
 
 
 def _left(w: int) -> int:
@@ -65,3 +69,25 @@ def brute_attention(q, k, v, grid, window, stride, dilation, causal, extra_key=N
     lse = torch.logsumexp(scores, -1)
     out = torch.softmax(scores, -1) @ values
     return out.transpose(1, 2), lse.transpose(1, 2)
+
+
+def token_level_tiles(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout):
+    """(any pair attended, all real pairs attended with no padded key) per tile pair, from the brute-force mask."""
+    mask = brute_mask(params.grid, params.window, params.stride, params.dilation, params.causal)
+
+    def flat(layout):
+        c = layout.coordinates()
+        index = torch.zeros(len(c), dtype=torch.long)
+        for i, length in enumerate(params.grid):
+            index = index * length + c[:, i].clamp(max=length - 1)
+        return index, layout.valid()
+
+    qi, qv = flat(q_layout)
+    ki, kv = flat(kv_layout)
+    tm = mask[qi][:, ki] & qv[:, None] & kv[None, :]
+    tm = tm.reshape(q_layout.num_tiles, q_layout.tile_volume, kv_layout.num_tiles, kv_layout.tile_volume)
+    q_real = qv.reshape(q_layout.num_tiles, -1)
+    any_pair = tm.any(3).any(1)
+    all_pairs = ((tm | ~q_real[:, :, None, None]).all(3).all(1) & kv.reshape(kv_layout.num_tiles, -1).all(1)
+                 & q_real.any(1)[:, None])
+    return any_pair, all_pairs

@@ -6,7 +6,7 @@ import random
 import pytest
 import torch
 
-from brute_force import brute_mask
+from brute_force import brute_mask, token_level_tiles
 from gna_diffusers import GNAParams, TiledLayout
 from gna_diffusers.ops.simulator import simulate, suggest
 from gna_diffusers.ops.tiles import block_table
@@ -45,28 +45,6 @@ def test_layout_rejects_wrong_token_count() -> None:
         layout.to_tiled(torch.randn(1, 15, 1, 1))
     with pytest.raises(ValueError, match="tile"):
         TiledLayout.make((4, 4), (0, 2))
-
-
-def token_level_tiles(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout):
-    """(any pair attended, all real pairs attended with no padded key) per tile pair, from the brute-force mask."""
-    mask = brute_mask(params.grid, params.window, params.stride, params.dilation, params.causal)
-
-    def flat(layout):
-        c = layout.coordinates()
-        index = torch.zeros(len(c), dtype=torch.long)
-        for i, length in enumerate(params.grid):
-            index = index * length + c[:, i].clamp(max=length - 1)
-        return index, layout.valid()
-
-    qi, qv = flat(q_layout)
-    ki, kv = flat(kv_layout)
-    tm = mask[qi][:, ki] & qv[:, None] & kv[None, :]
-    tm = tm.reshape(q_layout.num_tiles, q_layout.tile_volume, kv_layout.num_tiles, kv_layout.tile_volume)
-    q_real = qv.reshape(q_layout.num_tiles, -1)
-    any_pair = tm.any(3).any(1)
-    all_pairs = ((tm | ~q_real[:, :, None, None]).all(3).all(1) & kv.reshape(kv_layout.num_tiles, -1).all(1)
-                 & q_real.any(1)[:, None])
-    return any_pair, all_pairs
 
 
 @pytest.mark.parametrize("seed", range(60))

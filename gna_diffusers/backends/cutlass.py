@@ -195,13 +195,22 @@ def arch_of(device: torch.device) -> Optional[str]:
     """The kernel architecture of a CUDA device (sm90a, sm100a), None for other devices."""
     if device.type != "cuda":
         return None
-    capability = torch.cuda.get_device_capability(device)
+    return _arch_of_index(device.index if device.index is not None else torch.cuda.current_device())
+
+
+@functools.lru_cache(maxsize=None)
+def _arch_of_index(index: int) -> Optional[str]:
+    """Cached: a call asks several times (selection, plan, launch), and reading the capability costs microseconds."""
+    capability = torch.cuda.get_device_capability(index)
     return next((name for name, arch in ARCHS.items() if arch.capability == capability), None)
 
 
 def extension(dtype_name: str, head_dim: int, schedule: str, arch: str = "sm90a"):
     """The loaded extension, building it on first use; None (with the reason in `_build_errors`) if it fails."""
     key = (arch, dtype_name, head_dim, schedule)
+    ext = _extensions.get(key)  # loaded already: no lock on the per-call path
+    if ext is not None:
+        return ext
     with _build_lock:
         if key not in _extensions and key not in _build_errors:
             problem = toolchain_problem(arch)
@@ -222,7 +231,11 @@ def extension(dtype_name: str, head_dim: int, schedule: str, arch: str = "sm90a"
 @functools.lru_cache(maxsize=64)
 def _layout_indices(grid: tuple[int, ...], tile: tuple[int, ...], dilation: tuple[int, ...],
                     device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """(tiled position -> row-major token, padding -> token 0; row-major token -> tiled position)."""
+    """(tiled position -> row-major token, padding -> token 0; row-major token -> tiled position).
+
+    Cached on the device, so a configuration's first call must not be the one a CUDA graph captures (the copy from
+    the host cannot be captured) nor run inside torch.compile's CUDA-graph warm-up (the cached tensors would sit in
+    the graphs' private memory pool): warm up eagerly first. Only dilated problems use them."""
     layout = TiledLayout.make(grid, tile, dilation)
     coords = layout.coordinates()
     valid = (coords < torch.tensor(grid)).all(dim=1)
@@ -305,23 +318,22 @@ class ExtraTokens(NamedTuple):
     counts: torch.Tensor  # int32 [B]: valid tokens per batch entry
 
 
-@functools.lru_cache(maxsize=16)
-def _all_valid(batch: int, tokens: int, device: torch.device) -> torch.Tensor:
-    return torch.full((batch,), tokens, dtype=torch.int32, device=device)
-
-
 def extra_tokens(inputs: GNAInputs) -> Optional[ExtraTokens]:
     """The inputs' extra tokens for the kernel, None without any.
 
     Without a mask they go as they are. With one, a stable sort of the mask and one gather each of keys and values
     move every batch entry's valid tokens to the front, a few microseconds; skipping that for a prefix mask would
-    first need the mask on the host, a device-to-host sync that costs more than the gather."""
+    first need the mask on the host, a device-to-host sync that costs more than the gather (and that no CUDA graph
+    can capture)."""
     key, value, mask = inputs.extra_key, inputs.extra_value, inputs.extra_mask
     if key is None or key.shape[1] == 0:
         return None
     batch, tokens = key.shape[:2]
     if mask is None:
-        return ExtraTokens(key.contiguous(), value.contiguous(), _all_valid(batch, tokens, key.device))
+        # made per call, not cached: a cached tensor first made inside a CUDA graph capture would be filled only by
+        # replays, and one made in torch.compile's CUDA-graph warm-up would sit in the graphs' private memory pool
+        counts = torch.full((batch,), tokens, dtype=torch.int32, device=key.device)
+        return ExtraTokens(key.contiguous(), value.contiguous(), counts)
     order = torch.sort((~mask).to(torch.uint8), dim=1, stable=True).indices  # valid first, each group in order
     rows = (order + torch.arange(0, batch * tokens, tokens, device=key.device)[:, None]).flatten()
 

@@ -81,7 +81,7 @@ class TiledLayout:
     def tokens(self) -> int:
         return math.prod(self.grid)
 
-    @property
+    @cached_property
     def is_identity(self) -> bool:
         """True when the tiled order equals row-major order (no padding, no dilation, tiles span all inner dims)."""
         if self.tiled_tokens != self.tokens or self.num_groups != 1:

@@ -11,6 +11,12 @@ BoolOrTuple = Union[bool, Sequence[bool]]
 
 def _per_dim(name: str, value, ndim: int, kind: type) -> tuple:
     """Expand an int/bool to one value per dimension, or check a sequence has exactly `ndim` values of `kind`."""
+    # fast path for exact types (every call validates; bool is not int's type, so neither passes as the other)
+    if type(value) is kind:
+        return (value,) * ndim
+    if type(value) is tuple and len(value) == ndim and all(type(v) is kind for v in value):
+        return value
+
     def ok(v) -> bool:
         if kind is bool:
             return isinstance(v, bool)
