@@ -1,6 +1,7 @@
 // PyTorch binding of one compiled GNA forward configuration for Blackwell: argument checks (gna_binding_checks.hpp,
 // shared with Hopper), then the raw-pointer launcher. The same Python signature as the Hopper binding minus the extra
-// tokens (on sm100a the Python backend merges them by LSE); `max_ctas` is accepted and unused (one Q tile per CTA).
+// tokens (on sm100a the Python backend merges them by LSE). max_ctas: cap on a persistent build's CTAs (0: one per
+// SM).
 #include <torch/extension.h>
 
 #include <vector>
@@ -13,12 +14,11 @@ namespace {
 void forward(const at::Tensor& q, const at::Tensor& k, const at::Tensor& v, at::Tensor& out, at::Tensor& lse,
              const std::vector<int64_t>& tile_params, double scale, bool natural, int64_t max_ctas,
              int64_t cuda_stream) {
-  (void)max_ctas;
   gna::Problem p = gna::check_problem(q, k, v, out, lse, tile_params, gna::compiled_dtype(gna::element_name()),
                                       gna::head_dim());
   const char* error = gna::forward_sm100(q.data_ptr(), k.data_ptr(), v.data_ptr(), out.data_ptr(),
                                          lse.data_ptr<float>(), p.batch, p.heads, p.q_tokens, p.kv_tokens, p.head_dim,
-                                         static_cast<float>(scale), p.tiles, natural,
+                                         static_cast<float>(scale), p.tiles, natural, static_cast<int>(max_ctas),
                                          reinterpret_cast<void*>(cuda_stream));
   TORCH_CHECK(error == nullptr, "GNA cutlass forward (sm100a): ", error);
 }

@@ -25,7 +25,13 @@ using Element = cutlass::half_t;
 constexpr char kElementName[] = "float16";
 #endif
 
-using Kernel = gna::KernelSm100<Element, GNA_HEAD_DIM>;
+// GNA_ONE_TILE_PER_CTA (a build-time schedule variant, as on Hopper): one work tile per CTA instead of persistent CTAs.
+#ifdef GNA_ONE_TILE_PER_CTA
+constexpr bool kPersistent = false;
+#else
+constexpr bool kPersistent = true;
+#endif
+using Kernel = gna::KernelSm100<Element, GNA_HEAD_DIM, kPersistent>;
 
 }  // namespace
 
@@ -36,7 +42,7 @@ int head_dim() { return GNA_HEAD_DIM; }
 
 const char* forward_sm100(void const* q, void const* k, void const* v, void* out, float* lse, int batch, int heads,
                           int q_tokens, int kv_tokens, int head_dim, float scale, TileParams const& tiles,
-                          bool natural, void* cuda_stream) {
+                          bool natural, int max_ctas, void* cuda_stream) {
   if (head_dim != GNA_HEAD_DIM) return "head_dim differs from the compiled configuration";
   int groups = 1;
   for (int d = 0; d < kMaxDims; ++d) groups *= tiles.dilation[d];
@@ -58,10 +64,7 @@ const char* forward_sm100(void const* q, void const* k, void const* v, void* out
   params.key_mask = KeyMask::make(tiles);
   params.scale_softmax_log2 = scale * 1.4426950408889634f;
   params.lse = lse;
-  params.q_tiles = q_tiled_tokens / Kernel::kTileRows;
-  params.heads = heads;
-  params.q_tiles_div = FastDivisor::make(params.q_tiles);
-  params.heads_div = FastDivisor::make(heads);
+  params.schedule = TileSchedule::make(q_tiled_tokens / Kernel::kTileRows, heads, batch);
   char const* error = nullptr;
   auto describe = [&](cute::TmaDescriptor* desc, void const* ptr, TokenView const& view) {
     if (error == nullptr) error = make_descriptor(desc, ptr, kBf16, view, /*half=*/false);
@@ -71,11 +74,16 @@ const char* forward_sm100(void const* q, void const* k, void const* v, void* out
   describe(&params.v, v, kv_view);
   describe(&params.o, out, q_view);
   if (error != nullptr) return error;
+  int device = 0, sm_count = 0;
+  if (cudaGetDevice(&device) != cudaSuccess ||
+      cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    return "cannot read the device's multiprocessor count";
+  if (max_ctas > 0) sm_count = imin(sm_count, max_ctas);
   auto kernel = cutlass::device_kernel<Kernel>;
   if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize) !=
       cudaSuccess)
     return "cannot set the kernel's shared-memory size";
-  kernel<<<Kernel::grid_shape(params, batch), Kernel::MaxThreadsPerBlock, Kernel::SharedStorageSize,
+  kernel<<<Kernel::grid_shape(params, sm_count), Kernel::MaxThreadsPerBlock, Kernel::SharedStorageSize,
            static_cast<cudaStream_t>(cuda_stream)>>>(params);
   if (cudaGetLastError() != cudaSuccess) return "kernel launch failed";
   return nullptr;
@@ -87,10 +95,10 @@ const char* forward_sm100(void const* q, void const* k, void const* v, void* out
 #include <cstdio>
 
 int main() {
-  std::printf("{\"element\": \"%s\", \"head_dim\": %d, \"threads\": %d, \"shared_storage_bytes\": %d, "
-              "\"kv_stages\": %d, \"tmem_columns\": %d}\n",
-              kElementName, GNA_HEAD_DIM, Kernel::MaxThreadsPerBlock, Kernel::SharedStorageSize, Kernel::kKVStages,
-              Kernel::kTmemColumns);
+  std::printf("{\"element\": \"%s\", \"head_dim\": %d, \"persistent\": %s, \"threads\": %d, "
+              "\"shared_storage_bytes\": %d, \"kv_stages\": %d, \"tmem_columns\": %d}\n",
+              kElementName, GNA_HEAD_DIM, kPersistent ? "true" : "false", Kernel::MaxThreadsPerBlock,
+              Kernel::SharedStorageSize, Kernel::kKVStages, Kernel::kTmemColumns);
   return 0;
 }
 #endif

@@ -66,11 +66,7 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   if (q_view.tokens != q_tokens || kv_view.tokens != kv_tokens) return "token count does not match the grid";
   constexpr bool kBf16 = std::is_same_v<Element, cutlass::bfloat16_t>;
   typename Kernel::Params params{};
-  params.q_tiles = q_tiled_tokens / get<0>(TileShape{});
-  params.heads = heads;
-  params.batch = batch;
-  params.q_tiles_div = FastDivisor::make(params.q_tiles);
-  params.heads_div = FastDivisor::make(heads);
+  params.schedule = TileSchedule::make(q_tiled_tokens / get<0>(TileShape{}), heads, batch);
   params.mainloop.q_view = q_view;
   params.mainloop.kv_view = kv_view;
   params.mainloop.scale_softmax_log2 = scale * 1.4426950408889634f;

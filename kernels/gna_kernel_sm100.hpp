@@ -1,7 +1,7 @@
-// Blackwell (sm100a) GNA forward kernel: one 128-query Q tile per CTA, its box of 128-key KV tiles (gna_tile_box.hpp)
-// loaded by TMA in the model's own token order (gna_tma_sm90.hpp: the TMA unit and its boxes are Hopper's), products
-// on tcgen05 tensor cores with the accumulators in tensor memory (TMEM), learnt from CUTLASS's
-// examples/77_blackwell_fmha forward (its roles and TMEM plan), with a schedule of our own for one Q tile:
+// Blackwell (sm100a) GNA forward kernel: per 128-query Q tile, its box of 128-key KV tiles (gna_tile_box.hpp) loaded
+// by TMA in the model's own token order (gna_tma_sm90.hpp: the TMA unit and its boxes are Hopper's), products on
+// tcgen05 tensor cores with the accumulators in tensor memory (TMEM), learnt from CUTLASS's examples/77_blackwell_fmha
+// forward (its roles and TMEM plan), with a schedule of our own:
 //
 //   warp 0-3  softmax warpgroup: thread t owns query row t (TMEM lane t). Per KV step: reads the scores S from TMEM,
 //             masks a border tile (gna_row_mask.hpp), updates the running max and sum, writes the probabilities P
@@ -13,8 +13,14 @@
 //   warp 5    load: one thread issues the TMA loads of Q and of K and V of every visited tile, in visiting order
 //             (the box's unmasked interior first, then its border), into a ring of K/V stages.
 //
-// The GNA logic (box, visiting order, masks, token view) is the arch-independent headers' and is shared with the
-// Hopper kernel (gna_kernel_sm90.hpp).
+// One tile per CTA, or persistent (kPersistent): one CTA per SM (or fewer, `max_ctas`) walks its work tiles
+// (gna_tile_schedule.hpp, the Hopper kernel's split). Every role then runs its tiles as one stream, its pipeline
+// states carried from tile to tile: the load thread fetches the next tile's Q as soon as the MMA thread is done with
+// this one's and its K/V as ring stages free up; the MMA thread computes the next tile's first two score tiles while
+// the softmax warpgroup writes this tile's output, and starts its output product once that output is out of TMEM.
+//
+// The GNA logic (box, visiting order, masks, token view, work split) is the arch-independent headers' and is shared
+// with the Hopper kernel (gna_kernel_sm90.hpp).
 #pragma once
 
 #include "cute/arch/tmem_allocator_sm100.hpp"
@@ -29,13 +35,14 @@
 
 #include "gna_row_mask.hpp"
 #include "gna_tile_box.hpp"
+#include "gna_tile_schedule.hpp"
 #include "gna_tma_sm90.hpp"
 
 namespace gna {
 
 using namespace cute;
 
-template <class Element_, int kHeadDim_>
+template <class Element_, int kHeadDim_, bool kPersistent>
 struct KernelSm100 {
   using Element = Element_;
   static constexpr int kHeadDim = kHeadDim_;
@@ -95,11 +102,13 @@ struct KernelSm100 {
   using ArchTag = cutlass::arch::Sm100;
 
   struct SharedStorage {
-    cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;  // Q, then the output's staging
+    cute::array_aligned<Element, cosize_v<SmemLayoutQ>, 1024> q;
     union {
       cute::array_aligned<Element, cosize_v<SmemLayoutK>, 1024> k;
       cute::array_aligned<Element, cosize_v<SmemLayoutV>, 1024> v;
     };
+    // The output's staging for the TMA store, apart from Q so that the next tile's Q load overlaps this store.
+    cute::array_aligned<Element, kTileElements, 1024> o;
     alignas(16) typename PipelineQ::SharedStorage pipe_q;
     alignas(16) typename PipelineKV::SharedStorage pipe_kv;
     alignas(16) typename PipelineS::SharedStorage pipe_s;
@@ -116,26 +125,16 @@ struct KernelSm100 {
     KeyMask key_mask;  // KeyMask::make(tiles)
     float scale_softmax_log2;  // softmax scale times log2(e)
     float* lse;                // [batch, heads, q_view.tokens]
-    int q_tiles, heads;
-    FastDivisor q_tiles_div, heads_div;
+    TileSchedule schedule;
   };
 
-  static dim3 grid_shape(Params const& p, int batch) { return dim3(p.q_tiles * p.heads * batch, 1, 1); }
-
-  // Work tile -> (Q tile, head, batch), in the Hopper kernel's order: neighboring CTAs share K/V tiles in L2.
-  CUTLASS_DEVICE static TileCoord coord(Params const& p, int tile) {
-    int rest = p.q_tiles_div.div(tile);
-    int batch = p.heads_div.div(rest);
-    return TileCoord{tile - rest * p.q_tiles, rest - batch * p.heads, batch};
-  }
+  static dim3 grid_shape(Params const& p, int sm_count) { return dim3(p.schedule.ctas(kPersistent, sm_count), 1, 1); }
 
   CUTLASS_DEVICE void operator()(Params const& params, char* smem) {
 #if defined(CUTLASS_ARCH_MMA_SM100A_ENABLED) || defined(CUTLASS_ARCH_MMA_SM100F_ENABLED)
     auto& storage = *reinterpret_cast<SharedStorage*>(smem);
     int warp = cutlass::canonical_warp_idx_sync();
     bool leader = cute::elect_one_sync();
-    TileCoord at = coord(params, int(blockIdx.x));
-    TileBox box = TileBox::make(params.tiles, at.q_linear);
 
     typename PipelineQ::Params q_params;
     q_params.transaction_bytes = kTileElements * sizeof(Element);
@@ -181,29 +180,55 @@ struct KernelSm100 {
     __syncthreads();  // the allocation's address is visible to every role
     uint32_t tmem_base = storage.tmem_base;
 
+    // Each role walks the CTA's tiles with its pipeline states carried across them (one tile per CTA: a stride of
+    // all tiles ends the walk after the first); `first` counts the KV steps of the tiles before (the S buffers, the
+    // K/V ring and the S pipeline go by this CTA-wide step).
+    int ctas = kPersistent ? int(gridDim.x) : params.schedule.tiles();
+    int first = 0;
     if (warp == kLoadWarp) {
-      if (leader) load(params, at, box, storage, pipe_q, pipe_kv);
+      if (leader) {
+        auto q_write = cutlass::make_producer_start_state<PipelineQ>();
+        auto kv_write = cutlass::make_producer_start_state<PipelineKV>();
+        for (auto tile = params.schedule.of(blockIdx.x, ctas); tile.valid(); tile.advance()) {
+          TileCoord at = params.schedule.coord(tile.tile);
+          load(params, at, TileBox::make(params.tiles, at.q_linear), storage, pipe_q, q_write, pipe_kv, kv_write);
+        }
+      }
     } else if (warp == kMmaWarp) {
       // The whole warp: CUTLASS's tcgen05 MMAs and commits elect one thread themselves (elect.sync needs the warp).
-      mma(box.count, tmem_base, storage, pipe_q, pipe_kv, pipe_s, pipe_o);
+      typename PipelineQ::PipelineState q_read;
+      auto o_write = cutlass::make_producer_start_state<PipelineO>();
+      for (auto tile = params.schedule.of(blockIdx.x, ctas); tile.valid(); tile.advance()) {
+        int count = TileBox::make(params.tiles, params.schedule.coord(tile.tile).q_linear).count;
+        mma(count, first, tmem_base, storage, pipe_q, q_read, pipe_kv, pipe_s, pipe_o, o_write);
+        first += count;
+      }
     } else {
-      softmax(params, at, box, tmem_base, storage, pipe_s, pipe_o);
+      typename PipelineS::PipelineState s_read;
+      typename PipelineO::PipelineState o_read;
+      for (auto tile = params.schedule.of(blockIdx.x, ctas); tile.valid(); tile.advance()) {
+        TileCoord at = params.schedule.coord(tile.tile);
+        TileBox box = TileBox::make(params.tiles, at.q_linear);
+        softmax(params, at, box, first, tmem_base, storage, pipe_s, s_read, pipe_o, o_read);
+        first += box.count;
+      }
     }
     __syncthreads();  // every TMEM read and write is done
     if (warp == kMmaWarp) tmem.free(tmem_base, kTmemColumns);
 #endif
   }
 
-  // The load thread: Q, then K and V of every visited KV tile in visiting order.
+  // The load thread, per tile: Q (once the MMA thread is done with the previous tile's), then K and V of every
+  // visited KV tile in visiting order.
   CUTLASS_DEVICE static void load(Params const& params, TileCoord const& at, TileBox const& box,
-                                  SharedStorage& storage, PipelineQ& pipe_q, PipelineKV& pipe_kv) {
-    auto q_write = cutlass::make_producer_start_state<PipelineQ>();
-    auto kv_write = cutlass::make_producer_start_state<PipelineKV>();
+                                  SharedStorage& storage, PipelineQ& pipe_q, typename PipelineQ::PipelineState& q_write,
+                                  PipelineKV& pipe_kv, typename PipelineKV::PipelineState& kv_write) {
     int c[kMaxDims];
     params.q_view.origin(at.q_linear, box.q_tile, c);
     pipe_q.producer_acquire(q_write);
     load_tile<kHeadDim, kTileRows>(&params.q, pipe_q.producer_get_barrier(q_write), storage.q.data(), c, at.head,
                                    at.batch);
+    ++q_write;
     TileCursor cursor = TileCursor::first(box);
     auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base) {
       params.kv_view.origin(cursor.linear(params.tiles, box), cursor.kv, c);
@@ -226,12 +251,21 @@ struct KernelSm100 {
     return typename PipelineKV::PipelineState(pos % kKVStages, (pos / kKVStages) & 1, pos);
   }
 
-  // The MMA warp (one elected thread issues). Step i: S(i) = Q K(i)^T into buffer i % 2 (issued two steps ahead),
-  // then, once the softmax has written P(i) over it and rescaled O, O (+)= P(i) V(i). Products issued by one thread
-  // run in issue order, so S(i+2) overwrites the buffer only after PV(i) has read P(i). The S pipeline's stage i % 2
-  // is acquired once per step: its release by the softmax of step i says P(i) is written.
-  CUTLASS_DEVICE static void mma(int count, uint32_t tmem_base, SharedStorage& storage, PipelineQ& pipe_q,
-                                 PipelineKV& pipe_kv, PipelineS& pipe_s, PipelineO& pipe_o) {
+  // The MMA thread's acquire of S stage `pos` % 2 at position `pos` (a producer state: its first round passes at
+  // once) returns when the softmax has released step pos - 2: read S(pos - 2), written P(pos - 2), rescaled O.
+  CUTLASS_DEVICE static typename PipelineS::PipelineState s_at(int pos) {
+    return typename PipelineS::PipelineState(pos % 2, ((pos / 2) & 1) ^ 1, pos);
+  }
+
+  // The MMA warp (one elected thread issues), per tile of `count` KV steps from CTA-wide step `first`. Step i: S(i) =
+  // Q K(i)^T into buffer i % 2 (issued two steps ahead), then, once the softmax has written P(i) over it and
+  // rescaled O, O (+)= P(i) V(i). Products issued by one thread run in issue order, so S(i+2) overwrites the buffer
+  // only after PV(i) has read P(i). The softmax's release of step i (acquired at position i + 2) both says P(i) is
+  // written and frees the buffer for S(i+2). The first PV product of a tile overwrites O, so it waits (on the O
+  // pipeline) until the softmax has read the previous tile's output.
+  CUTLASS_DEVICE static void mma(int count, int first, uint32_t tmem_base, SharedStorage& storage, PipelineQ& pipe_q,
+                                 typename PipelineQ::PipelineState& q_read, PipelineKV& pipe_kv, PipelineS& pipe_s,
+                                 PipelineO& pipe_o, typename PipelineO::PipelineState& o_write) {
     TiledMmaQK mma_qk;
     TiledMmaPV mma_pv;
     auto thr_qk = mma_qk.get_slice(0);
@@ -246,47 +280,40 @@ struct KernelSm100 {
     Tensor tOrP = thr_pv.make_fragment_A(make_tensor(make_smem_ptr(static_cast<Element*>(nullptr)),
                                                      typename CollectiveMmaPV::SmemLayoutA{}))(_, _, _, _0{});
 
-    auto s_write = cutlass::make_producer_start_state<PipelineS>();
-    auto o_write = cutlass::make_producer_start_state<PipelineO>();
-    pipe_q.consumer_wait(typename PipelineQ::PipelineState{});
-
-    // S(step) into the buffer s_write holds (acquired by the caller).
+    pipe_q.consumer_wait(q_read);
+    int last = first + count - 1;
+    // S(step) into buffer step % 2; after the tile's last one, Q goes back to the load thread (the release fires when
+    // the products issued so far are done reading it).
     auto issue_s = [&](int step) {
+      pipe_s.producer_acquire(s_at(step));
       Tensor s = tStS;
       s.data() = tmem_base + tmem_s(step);
       auto k = kv_at(2 * step);
       pipe_kv.consumer_wait(k);
       cutlass::fmha::collective::gemm_zero_acc(mma_qk, tSrQ(_, _, _, _0{}), tSrK(_, _, _, k.index()), s);
       pipe_kv.consumer_release(k);  // the K stage returns once the product has read it
-      pipe_s.producer_commit(s_write);
-      ++s_write;
+      pipe_s.producer_commit(s_at(step));
+      if (step == last) {
+        pipe_q.consumer_release(q_read);
+        ++q_read;
+      }
     };
-    pipe_s.producer_acquire(s_write);
-    issue_s(0);
-    if (count > 1) {
-      pipe_s.producer_acquire(s_write);
-      issue_s(1);
-    } else {
-      ++s_write;  // no S(1): step 0's acquire below must be stage 0's second round, the one P(0) releases
-    }
+    issue_s(first);
+    if (count > 1) issue_s(first + 1);
     CUTLASS_PRAGMA_NO_UNROLL
-    for (int i = 0; i < count; ++i) {
-      pipe_s.producer_acquire(s_write);  // P(i) is written and O rescaled: the softmax released buffer i % 2
+    for (int step = first; step <= last; ++step) {
+      pipe_s.producer_acquire(s_at(step + 2));  // P(step) is written and O rescaled
       pipe_o.producer_acquire(o_write);
-      auto v = kv_at(2 * i + 1);
+      auto v = kv_at(2 * step + 1);
       pipe_kv.consumer_wait(v);
       Tensor p = tOrP;
-      p.data() = tmem_base + tmem_s(i) + kTmemP;
-      mma_pv.accumulate_ = i == 0 ? UMMA::ScaleOut::Zero : UMMA::ScaleOut::One;
+      p.data() = tmem_base + tmem_s(step) + kTmemP;
+      mma_pv.accumulate_ = step == first ? UMMA::ScaleOut::Zero : UMMA::ScaleOut::One;
       cutlass::fmha::collective::gemm_reset_zero_acc(mma_pv, p, tOrV(_, _, _, v.index()), tOtO);
       pipe_kv.consumer_release(v);
       pipe_o.producer_commit(o_write);
       ++o_write;
-      if (i + 2 < count) {
-        issue_s(i + 2);
-      } else {
-        ++s_write;
-      }
+      if (step + 2 <= last) issue_s(step + 2);  // its acquire is the one above, already passed
     }
   }
 
@@ -296,11 +323,13 @@ struct KernelSm100 {
     return y;
   }
 
-  // The softmax warpgroup: thread t owns query row t. Per step: scores in from TMEM, mask on border tiles, running
-  // max and sum, P out to TMEM, O rescaled where the max moved; then the output and the log-sum-exp.
-  CUTLASS_DEVICE static void softmax(Params const& params, TileCoord const& at, TileBox const& box,
+  // The softmax warpgroup, per tile (KV steps from CTA-wide step `first`): thread t owns query row t. Per step: scores
+  // in from TMEM, mask on border tiles, running max and sum, P out to TMEM, O rescaled where the max moved; then the
+  // output and the log-sum-exp.
+  CUTLASS_DEVICE static void softmax(Params const& params, TileCoord const& at, TileBox const& box, int first,
                                      uint32_t tmem_base, SharedStorage& storage, PipelineS& pipe_s,
-                                     PipelineO& pipe_o) {
+                                     typename PipelineS::PipelineState& s_read, PipelineO& pipe_o,
+                                     typename PipelineO::PipelineState& o_read) {
     int thread = int(threadIdx.x) % kSoftmaxThreads;
     TiledMmaQK mma_qk;
     Tensor tStS = partition_fragment_C(mma_qk, select<0, 1>(TileShapeQK{}));
@@ -332,8 +361,6 @@ struct KernelSm100 {
     RowWindow window = RowWindow::make(params.tiles, box, row);
     float scale = params.scale_softmax_log2;
     float row_max = -INFINITY, row_sum = 0.f;
-    auto s_read = typename PipelineS::PipelineState{};
-    auto o_read = typename PipelineO::PipelineState{};
     TileCursor cursor = TileCursor::first(box);
 
     // O's chunk `chunk` of this thread's row, in or out of TMEM.
@@ -347,7 +374,7 @@ struct KernelSm100 {
     for (int i = 0; i < box.count; ++i) {
       if (i > 0) cursor.advance(box, i);
       Tensor s_tmem = tStS;
-      s_tmem.data() = tmem_base + tmem_s(i);
+      s_tmem.data() = tmem_base + tmem_s(first + i);
       Tensor scores = make_tensor<float>(shape(tLcS));
       pipe_s.consumer_wait(s_read);
       copy(tiled_load_s, load_s.partition_S(s_tmem), scores);
@@ -378,7 +405,7 @@ struct KernelSm100 {
         p_pairs(j / 2) = convert(pair);
       }
       Tensor p_tmem = tStP;
-      p_tmem.data() = tmem_base + tmem_s(i) + kTmemP;
+      p_tmem.data() = tmem_base + tmem_s(first + i) + kTmemP;
       copy(tiled_store_p, p, store_p.partition_D(p_tmem));
       row_sum = i == 0 ? sum : row_sum * correction + sum;
       bool moved = i > 0 && new_max != row_max;
@@ -404,13 +431,14 @@ struct KernelSm100 {
       ++s_read;
     }
 
-    // The last PV product is in (so are all products: Q's buffer is free for the output's staging).
+    // The last PV product is in. The staging buffer is free: thread 0 waited for the previous tile's store to read it
+    // before it released any step of this tile, and the MMA thread waited for those releases before that product.
     pipe_o.consumer_wait(o_read);
     bool empty = row_sum == 0.f || row_sum != row_sum;
     float inv = empty ? 0.f : __frcp_rn(row_sum);
     // Shared memory as the TMA store reads it: head_dim / 64 chunks of 128 rows x 128 bytes, 128-byte swizzled (the
     // 16-byte group g of row r sits at g ^ (r % 8)).
-    char* staging = reinterpret_cast<char*>(storage.q.data());
+    char* staging = reinterpret_cast<char*>(storage.o.data());
     CUTLASS_PRAGMA_UNROLL
     for (int chunk = 0; chunk < kHeadDim / kOChunk; ++chunk) {
       Tensor o = make_tensor<float>(shape(tLcO));
@@ -429,20 +457,22 @@ struct KernelSm100 {
         *reinterpret_cast<uint4*>(staging + offset) = *reinterpret_cast<uint4 const*>(&out);
       }
     }
+    pipe_o.consumer_release(o_read);  // O is read (each TMEM load waited on): the next tile's products may overwrite it
+    ++o_read;
     cutlass::arch::fence_view_async_shared();  // the writes are visible to the TMA unit
     cutlass::arch::NamedBarrier::sync(kSoftmaxThreads, 1);
     if (thread == 0) {
       int c[kMaxDims];
       params.q_view.origin(at.q_linear, box.q_tile, c);
-      store_tile<kHeadDim, kTileRows>(&params.o, storage.q.data(), c, at.head, at.batch);
+      store_tile<kHeadDim, kTileRows>(&params.o, storage.o.data(), c, at.head, at.batch);
       cute::tma_store_arrive();
     }
     int token = params.q_view.token(at.q_linear, box.q_tile, row >> 6, row & 63);
     if (token >= 0) {
       float lse = empty ? -INFINITY : (row_max * scale + __log2f(row_sum)) * 0.6931471805599453f;
-      params.lse[(int64_t(at.batch) * params.heads + at.head) * params.q_view.tokens + token] = lse;
+      params.lse[(int64_t(at.batch) * params.schedule.heads + at.head) * params.q_view.tokens + token] = lse;
     }
-    if (thread == 0) cute::tma_store_wait<0>();  // the CTA's shared memory stays until the TMA unit has read it
+    if (thread == 0) cute::tma_store_wait<0>();  // the staging is read (and the CTA's shared memory stays till then)
   }
 };
 

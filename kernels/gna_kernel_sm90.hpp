@@ -2,8 +2,8 @@
 // warpgroups of 64 query rows each, over the mainloop of gna_mainloop_sm90.hpp and the epilogue of
 // gna_epilogue_sm90.hpp.
 //
-// Persistent (kPersistent): one CTA per SM (or fewer, `max_ctas`) walks the work tiles blockIdx.x, blockIdx.x +
-// gridDim.x, ... The producer runs ahead into the next tile (its Q halves sit in their own stages, its first K/V
+// Persistent (kPersistent): one CTA per SM (or fewer, `max_ctas`) walks its work tiles (gna_tile_schedule.hpp). The
+// producer runs ahead into the next tile (its Q halves sit in their own stages, its first K/V
 // tiles in the KV ring), and each consumer warpgroup runs all its tiles as one pipelined stream of KV steps, so a
 // tile's start and end (first-load latency, first and last products, epilogue) overlap its neighbours' work. Without
 // it each CTA does one tile; the hardware then schedules CTAs, which balances tiles of uneven cost (masked borders).
@@ -14,6 +14,7 @@
 #include "cutlass/pipeline/pipeline.hpp"
 
 #include "gna_tile_box.hpp"
+#include "gna_tile_schedule.hpp"
 
 namespace gna {
 
@@ -56,23 +57,10 @@ struct KernelSm90 {
   struct Params {
     typename Mainloop::Params mainloop;
     typename Epilogue::Params epilogue;
-    int q_tiles, heads, batch;
-    FastDivisor q_tiles_div, heads_div;  // FastDivisor::make(q_tiles), make(heads)
+    TileSchedule schedule;
   };
 
-  CUTLASS_HOST_DEVICE static int work_tiles(Params const& p) { return p.q_tiles * p.heads * p.batch; }
-
-  static dim3 grid_shape(Params const& p, int sm_count) {
-    return dim3(kPersistent ? imin(work_tiles(p), sm_count) : work_tiles(p), 1, 1);
-  }
-
-  // Work tile -> (Q tile, head, batch): consecutive tiles are neighboring Q tiles of one head, so the CTAs running
-  // at once share most of their K/V tiles in L2.
-  CUTLASS_DEVICE static TileCoord coord(Params const& p, int tile) {
-    int rest = p.q_tiles_div.div(tile);
-    int batch = p.heads_div.div(rest);
-    return TileCoord{tile - rest * p.q_tiles, rest - batch * p.heads, batch};
-  }
+  static dim3 grid_shape(Params const& p, int sm_count) { return dim3(p.schedule.ctas(kPersistent, sm_count), 1, 1); }
 
   // Keeps the compiler from moving shared-memory accesses across the tile pipeline's barrier operations (CUTLASS's
   // mbarrier asm declares no memory effects); the barriers order them for the hardware.
@@ -136,7 +124,7 @@ struct KernelSm90 {
     PipelineTiles pipeline_tiles(storage.tiles, tiles_params);
     __syncthreads();  // barrier initialization is visible to every thread
 
-    int step = kPersistent ? int(gridDim.x) : work_tiles(params);
+    int step = kPersistent ? int(gridDim.x) : params.schedule.tiles();
     Mainloop mainloop;
     if (warp_group == 0) {
       cutlass::arch::warpgroup_reg_dealloc<kProducerRegisters>();
@@ -145,8 +133,8 @@ struct KernelSm90 {
       auto q_write = cutlass::make_producer_start_state<PipelineQ>();
       auto tile_write = cutlass::make_producer_start_state<PipelineTiles>();
       CUTLASS_PRAGMA_NO_UNROLL
-      for (int tile = blockIdx.x; tile < work_tiles(params); tile += step) {
-        TileCoord at = coord(params, tile);
+      for (auto tile = params.schedule.of(blockIdx.x, step); tile.valid(); tile.advance()) {
+        TileCoord at = params.schedule.coord(tile.tile);
         TileBox box = TileBox::make(params.mainloop.tiles, at.q_linear);
         int extra_keys = Mainloop::extra_keys(params.mainloop, at.batch);
         pipeline_tiles.producer_acquire(tile_write);
@@ -164,7 +152,7 @@ struct KernelSm90 {
       typename Mainloop::PipelineStateQ q_read;
       q_read.advance(wg);
       Epilogue epilogue;
-      WorkTiles tiles{kPersistent ? (work_tiles(params) - int(blockIdx.x) + step - 1) / step : 1, &pipeline_tiles,
+      WorkTiles tiles{kPersistent ? params.schedule.of(blockIdx.x, step).count() : 1, &pipeline_tiles,
                       storage.tile_slot, {}, false};
       mainloop.compute(tiles, wg, params.mainloop, pipeline_kv, kv_read, pipeline_q, q_read, storage.tensors,
                        [&](TileCoord const& at, auto const& acc, auto const& lse, auto* staging) {

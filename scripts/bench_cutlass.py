@@ -58,8 +58,13 @@ def main() -> int:
     if not torch.cuda.is_available():
         print("bench_cutlass needs a CUDA GPU", file=sys.stderr)
         return 2
+    arch = cutlass.arch_of(torch.device("cuda"))
+    if arch is None:
+        print(f"bench_cutlass needs a GPU the kernels are built for ({', '.join(cutlass.ARCHS)})", file=sys.stderr)
+        return 2
     with ThreadPoolExecutor(max_workers=len(args.schedules)) as pool:  # compile the schedules in parallel
-        list(pool.map(lambda s: cutlass.build_extension(args.dtype, args.head_dim, schedule=s), args.schedules))
+        list(pool.map(lambda s: cutlass.build_extension(args.dtype, args.head_dim, schedule=s, arch=arch),
+                      args.schedules))
     errors = check_schedules(args.schedules, getattr(torch, args.dtype), args.head_dim)
     print("relative error vs reference per schedule:", {k: f"{v:.2e}" for k, v in errors.items()})
     rows = []

@@ -193,3 +193,22 @@ def test_env_lists_builds_of_both_architectures(tmp_path) -> None:
     current, stale = built_kernels(tmp_path, "abc123")
     assert sorted(current) == ["bfloat16 d128 single (sm90a)", "float16 d64 single (sm100a)"]
     assert stale == 2
+
+
+def test_build_kernels_builds_every_schedule_an_architecture_has(monkeypatch) -> None:
+    """`build-kernels --arch sm100a` builds both sm100a schedules (the backend picks one per problem), as for sm90a."""
+    from types import SimpleNamespace
+
+    from gna_diffusers.backends import cutlass, toolchain
+    from gna_diffusers.cli import build_parser
+
+    built = []
+    monkeypatch.setattr(cutlass, "toolchain_problem", lambda arch: None)
+    monkeypatch.setattr(toolchain, "find_toolchain", lambda: SimpleNamespace(nvcc="nvcc", source="test"))
+    monkeypatch.setattr(cutlass, "build_extension",
+                        lambda dtype, head_dim, verbose, schedule, arch: built.append((arch, schedule)))
+    args = build_parser().parse_args(["build-kernels", "--arch", "sm90a", "sm100a", "--dtypes", "bfloat16",
+                                      "--head-dims", "128"])
+    assert args.func(args) == 0
+    assert sorted(built) == [("sm100a", "persistent"), ("sm100a", "single"), ("sm90a", "persistent"),
+                             ("sm90a", "single")]

@@ -208,9 +208,22 @@ def test_sm100_kernel_matches_reference(index, monkeypatch):
     _run_one(_configs()[index], seed=1000 + index)
 
 
-def test_sm100_selfcheck_passes_and_auto_takes_cutlass(monkeypatch):
+@pytest.mark.parametrize("index", range(0, len(_configs()), 3))
+def test_sm100_persistent_ctas_walk_many_tiles(index, monkeypatch):
+    """The sm100a persistent schedule with its CTAs capped at a handful, so each CTA's roles carry their pipeline
+    state across many work tiles. Never run here: no Blackwell GPU."""
+    _needs_blackwell()
+    monkeypatch.setenv("GNA_SM100_SELFCHECK", "skip")
+    monkeypatch.setattr(cutlass, "SCHEDULE", "persistent")
+    monkeypatch.setattr(cutlass, "MAX_CTAS", 1 + index % 5)
+    _run_one(_configs()[index], seed=5000 + index)
+
+
+@pytest.mark.parametrize("schedule", ["single", "persistent"])
+def test_sm100_selfcheck_passes_and_auto_takes_cutlass(schedule, monkeypatch):
     _needs_blackwell()
     monkeypatch.setenv("GNA_SM100_SELFCHECK", "force")
+    monkeypatch.setattr(cutlass, "SCHEDULE", schedule)
     q = torch.randn(1, 64, 2, 128, device="cuda", dtype=torch.bfloat16)
     inputs = make_inputs(q, q, q, grid=(8, 8), window=4)
     assert cutlass._why_not(inputs) is None

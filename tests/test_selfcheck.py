@@ -106,7 +106,7 @@ def test_auto_uses_the_sm100_kernel_only_after_the_check(tmp_path, monkeypatch, 
     monkeypatch.setenv("GNA_KERNEL_CACHE", str(tmp_path))
     x = torch.randn(1, 64, 2, 64, dtype=torch.bfloat16)
     inputs = make_inputs(x, x, x, grid=(8, 8), window=(4, 4))
-    monkeypatch.setattr(cutlass, "cutlass_forward", dense_instead_of_neighborhood)
+    monkeypatch.setattr(cutlass, "cutlass_forward", lambda inputs, *build: dense_instead_of_neighborhood(inputs))
     with caplog.at_level(logging.WARNING, logger="gna_diffusers"):
         assert select_backend("auto", inputs).name != "cutlass"
         assert select_backend("auto", inputs).name != "cutlass"
@@ -115,6 +115,33 @@ def test_auto_uses_the_sm100_kernel_only_after_the_check(tmp_path, monkeypatch, 
         select_backend("cutlass", inputs)
     monkeypatch.setattr(selfcheck, "_verdicts", {})
     monkeypatch.setattr(cutlass, "sources_digest", lambda: "fixedkernel")
-    monkeypatch.setattr(cutlass, "cutlass_forward", reference_forward)
+    monkeypatch.setattr(cutlass, "cutlass_forward", lambda inputs, *build: reference_forward(inputs))
     assert select_backend("auto", inputs).name == "cutlass"
     assert any(v["passed"] for v in json.loads((tmp_path / "selfcheck.json").read_text()).values())
+
+
+def test_each_schedule_is_checked_before_auto_trusts_it(tmp_path, monkeypatch):
+    """Each sm100a build (schedule) has a verdict of its own, from the self-check run through that build: a correct
+    one-tile-per-CTA build vouches nothing for a wrong persistent one, which keeps `auto` off cutlass for the problems
+    that would use it; the persistent build is checked with its CTAs capped, so each walks several tiles."""
+    monkeypatch.setattr(cutlass, "arch_of", lambda device: "sm100a")
+    monkeypatch.setattr(cutlass, "extension", lambda *args, **kwargs: object())
+    monkeypatch.setattr(cutlass, "SCHEDULE", None)
+    monkeypatch.setenv("GNA_KERNEL_CACHE", str(tmp_path))
+    builds = set()
+
+    def kernel(inputs, schedule, max_ctas):
+        builds.add((schedule, max_ctas))
+        return (dense_instead_of_neighborhood if schedule == "persistent" else reference_forward)(inputs)
+
+    monkeypatch.setattr(cutlass, "cutlass_forward", kernel)
+    x = torch.randn(1, 256, 2, 64, dtype=torch.bfloat16)
+    bordered = make_inputs(x, x, x, grid=(16, 16), window=(5, 5))  # masked border tiles
+    dense = make_inputs(x, x, x, grid=(16, 16), window=(16, 16))   # every visited tile unmasked
+    assert [cutlass.schedule_for(i.params) for i in (bordered, dense)] == ["single", "persistent"]
+    assert select_backend("auto", bordered).name == "cutlass"
+    assert select_backend("auto", dense).name != "cutlass"
+    assert builds == {("single", None), ("persistent", cutlass.SELFCHECK_MAX_CTAS)}
+    verdicts = json.loads((tmp_path / "selfcheck.json").read_text())
+    assert sorted((key.rsplit("|", 1)[1], v["passed"]) for key, v in verdicts.items()) == [("persistent", False),
+                                                                                          ("single", True)]

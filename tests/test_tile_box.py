@@ -1,11 +1,13 @@
-"""The compiled kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp, gna_row_mask.hpp), built with the
-host C++ compiler and checked on the CPU against the brute-force neighborhood of GNA_SEMANTICS.md on random problems.
+"""The compiled kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp, gna_row_mask.hpp,
+gna_tile_schedule.hpp), built with the host C++ compiler and checked on the CPU against the brute-force
+neighborhood of GNA_SEMANTICS.md on random problems.
 
 For every Q tile: each KV tile is visited once; every tile holding a neighbor of one of its real queries is visited;
 the tiles visited first without a mask (the interior) hold only real keys that are neighbors of all its real queries;
 in the model's token order, each row of the tile maps to the right token (or to none past the grid's end); and the
 key mask the kernels build for a border KV tile (KeyMask's per-thread sets on Hopper, row_keys' whole rows on
-Blackwell, any tile shape) is exactly each row's real neighbors.
+Blackwell, any tile shape) is exactly each row's real neighbors. The kernels' split of the work tiles over CTAs (one
+per CTA, or persistent CTAs of either architecture) runs every tile once, in L2-friendly order.
 """
 
 from __future__ import annotations
@@ -51,6 +53,26 @@ def test_first_keys_cut_a_partial_extra_tile(driver):
         keys, *words = (int(v) for v in line.split())
         seen = [(words[c // 32] >> (c % 32)) & 1 for c in range(128)]
         assert seen == [1] * keys + [0] * (128 - keys), f"keys={keys}: wrong key set"
+
+
+@pytest.mark.parametrize("q_tiles, heads, batch", [(1, 1, 1), (7, 3, 2), (37, 24, 1), (5, 1, 9), (300, 40, 2)])
+@pytest.mark.parametrize("persistent, max_ctas", [(False, 0), (True, 1), (True, 5), (True, 132), (True, 148),
+                                                  (True, 100000)])
+def test_tile_schedule_runs_every_work_tile_once(driver, q_tiles, heads, batch, persistent, max_ctas):
+    """The kernels' work split (gna_tile_schedule.hpp): one tile per CTA, or min(tiles, max_ctas) CTAs, CTA c walking
+    tiles c, c + ctas, ... (Q tile fastest, then head, then batch), so every (Q tile, head, batch) runs on exactly one
+    CTA; each CTA's count is the tiles it then walks."""
+    result = subprocess.run([str(driver), "--schedule", str(q_tiles), str(heads), str(batch), str(int(persistent)),
+                             str(max_ctas)], capture_output=True, text=True, check=True, timeout=60)
+    tiles = q_tiles * heads * batch
+    ctas = min(tiles, max_ctas) if persistent else tiles
+    lines = result.stdout.splitlines()
+    assert len(lines) == ctas
+    for cta, line in enumerate(lines):
+        head, _, body = line.partition(":")
+        assert head.split() == ["cta", str(cta), str(len(range(cta, tiles, ctas)))]
+        coords = [tuple(int(v) for v in field.split(",")) for field in body.split()]
+        assert coords == [(t % q_tiles, t // q_tiles % heads, t // (q_tiles * heads)) for t in range(cta, tiles, ctas)]
 
 
 def _random_problem(rng: random.Random) -> dict:

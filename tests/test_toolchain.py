@@ -135,7 +135,7 @@ def test_jit_build_hands_the_found_compiler_to_torch(monkeypatch, tmp_path, no_s
 def test_kernel_flags_name_bad_arguments():
     with pytest.raises(ValueError, match="arch='sm80'; allowed: sm90a, sm100a"):
         cutlass.kernel_flags("sm80", "bfloat16", 128, "single")
-    with pytest.raises(ValueError, match="schedule='persistent' for sm100a; allowed: single"):
-        cutlass.kernel_flags("sm100a", "bfloat16", 128, "persistent")
+    with pytest.raises(ValueError, match="schedule='pingpong' for sm100a; allowed: single, persistent"):
+        cutlass.kernel_flags("sm100a", "bfloat16", 128, "pingpong")
     with pytest.raises(ValueError, match="head_dim=96"):
         cutlass.kernel_flags("sm90a", "bfloat16", 96, "single")

@@ -1,4 +1,5 @@
-// Test driver for the kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp) on the CPU.
+// Test driver for the kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp, gna_tile_schedule.hpp)
+// on the CPU.
 // stdin: 27 ints (length, window, stride, dilation, causal, then tile_log2 and tiles_per_dim of the Q and of the KV
 // tiles; 3 dims each, padded at the front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..."
 // (KV tiles in visiting order, indices of the tiled KV sequence), then
@@ -10,13 +11,17 @@
 // position where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor
 // against integer division instead: prints "ok", or the first wrong quotient and exits with 4. With --first-keys it
 // prints, for every key count 1..128 of a partial extra tile, "keys w0 w1 w2 w3": the keys each row sees
-// (KeyMask::first_keys as the accumulator threads use it, the same four words as "mask").
+// (KeyMask::first_keys as the accumulator threads use it, the same four words as "mask"). With --schedule Q_TILES
+// HEADS BATCH PERSISTENT MAX_CTAS it prints the CTAs' work tiles (gna_tile_schedule.hpp) as the kernels walk them: per
+// CTA "cta c count: q,h,b q,h,b ..." (count: the tiles CtaTiles::count gives at the start, then each tile's coord).
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "gna_row_mask.hpp"
 #include "gna_tile_box.hpp"
+#include "gna_tile_schedule.hpp"
 #include "gna_token_view.hpp"
 
 // Divisors 1..5000 and some large ones, each against small dividends, the multiples of it and their neighbours near
@@ -72,8 +77,26 @@ int print_first_keys() {
   return 0;
 }
 
+int print_schedule(char** args) {
+  int v[5];
+  for (int i = 0; i < 5; ++i) v[i] = std::atoi(args[i]);
+  gna::TileSchedule schedule = gna::TileSchedule::make(v[0], v[1], v[2]);
+  int ctas = schedule.ctas(v[3] != 0, v[4]);
+  for (int cta = 0; cta < ctas; ++cta) {
+    auto tiles = schedule.of(cta, ctas);
+    std::printf("cta %d %d:", cta, tiles.count());
+    for (; tiles.valid(); tiles.advance()) {
+      gna::TileCoord at = schedule.coord(tiles.tile);
+      std::printf(" %d,%d,%d", at.q_linear, at.head, at.batch);
+    }
+    std::printf("\n");
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--divisors") == 0) return check_divisors();
+  if (argc == 7 && std::strcmp(argv[1], "--schedule") == 0) return print_schedule(argv + 2);
   if (argc > 1 && std::strcmp(argv[1], "--first-keys") == 0) return print_first_keys();
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;

@@ -67,18 +67,20 @@ class Arch(NamedTuple):
 ARCHS = {
     "sm90a": Arch((9, 0), "-gencode=arch=compute_90a,code=sm_90a", "9.0a", "88_hopper_fmha", "gna_binding.cpp",
                   "gna_forward_sm90.cu", ("single", "persistent")),
-    # Blackwell: one Q tile per CTA (the hardware's CTA scheduling balances tiles of uneven cost)
     "sm100a": Arch((10, 0), "-gencode=arch=compute_100a,code=sm_100a", "10.0a", "77_blackwell_fmha",
-                   "gna_binding_sm100.cpp", "gna_forward_sm100.cu", ("single",)),
+                   "gna_binding_sm100.cpp", "gna_forward_sm100.cu", ("single", "persistent")),
 }
 
-# Build-time schedule variants of the kernel (kernels/gna_forward_sm90.cu): one Q tile per CTA, or one CTA per SM
-# walking its tiles as one pipelined stream. The backend picks one per problem (`schedule_for`); setting SCHEDULE
-# forces one (benchmarks, tests).
+# Build-time schedule variants of both architectures' kernels: one Q tile per CTA, or one CTA per SM walking its tiles
+# as one pipelined stream (kernels/gna_tile_schedule.hpp). The backend picks one per problem (`schedule_for`); setting
+# SCHEDULE forces one (benchmarks, tests).
 SCHEDULES = {"single": ["-DGNA_ONE_TILE_PER_CTA"], "persistent": []}
 SCHEDULE: Optional[str] = None
 # Cap on the CTAs a persistent build launches (None: one per SM); tests set it small so each CTA walks many tiles.
 MAX_CTAS: Optional[int] = None
+# The sm100a self-check's problems have fewer work tiles than a B200 has SMs: with its CTAs capped, each persistent
+# CTA walks several tiles, so the check reaches the pipeline state carried from tile to tile.
+SELFCHECK_MAX_CTAS = 3
 
 _build_lock = threading.Lock()
 ExtensionKey = tuple[str, str, int, str]  # (arch, dtype name, head_dim, schedule)
@@ -281,13 +283,12 @@ def _schedule_by_tiles(params: GNAParams) -> str:
     return "persistent" if visited == unmasked else "single"
 
 
-def schedule_for(params: GNAParams, arch: str = "sm90a") -> str:
-    """The kernel schedule for a problem on `arch` (the one it has where it has only one). Hopper: persistent CTAs when every visited KV tile is unmasked (fully block-sparse or dense: all tiles cost the same,
-    and the stream across tiles hides each tile's start and end: 1-4% on the shipped recipes); one tile per CTA when
-    masked border tiles make tiles cost different amounts, which the hardware's CTA scheduling balances (7-10% at
-    stride 1; H100 measurements in bench/results/attention_cutlass_*)."""
-    if len(ARCHS[arch].schedules) == 1:
-        return ARCHS[arch].schedules[0]
+def schedule_for(params: GNAParams) -> str:
+    """The kernel schedule for a problem, on either architecture: persistent CTAs when every visited KV tile is
+    unmasked (fully block-sparse or dense: all tiles cost the same, and the stream across tiles hides each tile's start
+    and end: 1-4% on the shipped recipes); one tile per CTA when masked border tiles make tiles cost different
+    amounts, which the hardware's CTA scheduling balances (7-10% at stride 1). Measured on H100
+    (bench/results/attention_cutlass_*); the sm100a kernel follows the same rule unmeasured (no B200 here)."""
     return SCHEDULE or _schedule_by_tiles(params)
 
 
@@ -343,11 +344,15 @@ def extra_tokens(inputs: GNAInputs) -> Optional[ExtraTokens]:
     return ExtraTokens(compact(key), compact(value), mask.sum(1, dtype=torch.int32))
 
 
-def _kernel_call(inputs: GNAInputs, flat: tuple[int, ...], natural: bool) -> Callable:
-    """A function (q, k, v[, out, lse, extra]) -> (out [B, N, H, D], lse [B, H, N]): the kernel alone, tokens in
-    the grid's order (`natural`) or tiled, every query also seeing the `extra` tokens' valid keys."""
+def _kernel_call(inputs: GNAInputs, flat: tuple[int, ...], natural: bool, schedule: Optional[str] = None,
+                 max_ctas: Optional[int] = None) -> Callable:
+    """A function (q, k, v[, out, lse, extra]) -> (out [B, N, H, D], lse [B, H, N]): the kernel alone (`schedule`,
+    else `schedule_for`'s; a persistent build's CTAs capped at `max_ctas`, else MAX_CTAS), tokens in the grid's order
+    (`natural`) or tiled, every query also seeing the `extra` tokens' valid keys."""
     arch = arch_of(inputs.device)
-    ext = extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params, arch), arch)
+    ext = extension(SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule or schedule_for(inputs.params),
+                    arch)
+    max_ctas = max_ctas or MAX_CTAS or 0
     flat_list = list(flat)
 
     def run(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, out: Optional[torch.Tensor] = None,
@@ -358,7 +363,7 @@ def _kernel_call(inputs: GNAInputs, flat: tuple[int, ...], natural: bool) -> Cal
         if lse is None:
             lse = torch.empty(q.shape[0], q.shape[2], q.shape[1], device=q.device, dtype=torch.float32)
         in_kernel = (*(extra or (None, None, None)),) if arch == "sm90a" else ()   # sm100a: no extra-token inputs
-        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural, *in_kernel, MAX_CTAS or 0,
+        ext.forward(q, k, v, out, lse, flat_list, inputs.scale, natural, *in_kernel, max_ctas,
                     torch.cuda.current_stream(q.device).cuda_stream)
         return out, lse
 
@@ -399,12 +404,14 @@ def extra_attention(query: torch.Tensor, extra_key: torch.Tensor, extra_value: t
     return torch.cat(outs), torch.cat(lses)
 
 
-def cutlass_forward(inputs: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
+def cutlass_forward(inputs: GNAInputs, schedule: Optional[str] = None,
+                    max_ctas: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """GNA through the kernel (`schedule` and `max_ctas`: see _kernel_call), with the extra tokens."""
     plan = _plan(inputs.params)
     natural = _natural(inputs.params)
     in_kernel = arch_of(inputs.device) == "sm90a"
-    out, lse = _kernel_call(inputs, plan.flat, natural)(*_kernel_inputs(inputs, plan, natural),
-                                                        extra=extra_tokens(inputs) if in_kernel else None)
+    run = _kernel_call(inputs, plan.flat, natural, schedule, max_ctas)
+    out, lse = run(*_kernel_inputs(inputs, plan, natural), extra=extra_tokens(inputs) if in_kernel else None)
     if not natural:
         out, lse = _from_tiled(out, plan.q_layout), _from_tiled(lse, plan.q_layout, dim=2)
     lse = lse.transpose(1, 2)
@@ -426,14 +433,21 @@ def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
     return lambda: run(q, k, v, extra=extra)
 
 
-def _selfcheck_problem(inputs: GNAInputs) -> Optional[str]:
+def _selfcheck_problem(inputs: GNAInputs, schedule: str) -> Optional[str]:
     """The sm100a kernel is compiled and its SASS checked here, but never run on this project's machines (no B200):
-    on first use per device it must agree with the reference backend (selfcheck.py), else `auto` stays on flex."""
+    on first use per device each build (schedule) must agree with the reference backend on every self-check problem
+    (selfcheck.py), else `auto` stays on flex."""
     from .reference import reference_forward
     dtype, head_dim = inputs.query.dtype, inputs.head_dim
-    key = selfcheck.verdict_key(inputs.device, sources_digest(), dtype, head_dim)
-    return selfcheck.check(cache_dir() / "selfcheck.json", key, cutlass_forward, reference_forward, inputs.device,
-                           dtype, head_dim, f"the sm100a cutlass GNA kernel ({SUPPORTED_DTYPES[dtype]} d{head_dim})")
+    key = selfcheck.verdict_key(inputs.device, sources_digest(), dtype, head_dim, schedule)
+    max_ctas = SELFCHECK_MAX_CTAS if schedule == "persistent" else None
+
+    def kernel(problem: GNAInputs) -> tuple[torch.Tensor, torch.Tensor]:
+        return cutlass_forward(problem, schedule, max_ctas)
+
+    label = f"the sm100a cutlass GNA kernel ({SUPPORTED_DTYPES[dtype]} d{head_dim} {schedule})"
+    return selfcheck.check(cache_dir() / "selfcheck.json", key, kernel, reference_forward, inputs.device, dtype,
+                           head_dim, label)
 
 
 def _unsupported(inputs: GNAInputs) -> Optional[str]:
@@ -455,11 +469,11 @@ def _why_not(inputs: GNAInputs) -> Optional[str]:
     if reason is not None:
         return reason
     arch = arch_of(inputs.device)
-    key = (arch, SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params, arch))
+    key = (arch, SUPPORTED_DTYPES[inputs.query.dtype], inputs.head_dim, schedule_for(inputs.params))
     if extension(*key[1:], arch=arch) is None:
         return _build_errors[key]
     if arch == "sm100a":
-        return _selfcheck_problem(inputs)
+        return _selfcheck_problem(inputs, key[3])
     return None
 
 

@@ -1,11 +1,11 @@
 """First-use self-check of a compiled kernel that has never run on this project's machines (the sm100a kernel: no
 B200 here), before `auto` may pick it.
 
-On its first use on a device, each compiled configuration (dtype, head_dim) runs a handful of small problems that
-reach every path of the kernel (masked border tiles, strides, causal, dilation through the tiled layout, extra tokens
-with a mask, two heads and batch elements) and is compared with the exact `reference` backend. The verdict is cached
-per device and kernel-source digest in a small JSON file in the kernel cache, so later processes do not repeat it. On
-a mismatch it logs one warning and the backend declines, so `auto` stays on `flex`.
+On its first use on a device, each compiled configuration (dtype, head_dim, schedule) runs a handful of small problems
+that reach every path of the kernel (masked border tiles, strides, causal, dilation through the tiled layout, extra
+tokens with a mask, two heads and batch elements) and is compared with the exact `reference` backend. The verdict is
+cached per device, kernel-source digest and configuration in a small JSON file in the kernel cache, so later processes
+do not repeat it. On a mismatch it logs one warning and the backend declines, so `auto` stays on `flex`.
 
 $GNA_SM100_SELFCHECK: `auto` (default: check once, then trust the cached verdict), `force` (check again in this
 process, ignoring the cache), `skip` (use the kernel unchecked), `off` (never use the kernel).
@@ -57,15 +57,16 @@ def mode() -> str:
     return value
 
 
-def verdict_key(device: torch.device, digest: str, dtype: torch.dtype, head_dim: int) -> str:
-    """Which verdict applies: the device (name and compute capability), the kernel sources, the configuration."""
+def verdict_key(device: torch.device, digest: str, dtype: torch.dtype, head_dim: int, schedule: str) -> str:
+    """Which verdict applies: the device (name and compute capability), the kernel sources, the configuration (each
+    schedule is a build of its own)."""
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         major, minor = torch.cuda.get_device_capability(device)
         where = f"{name} sm{major}{minor}"
     else:
         where = device.type
-    return f"{where}|{digest}|{str(dtype).replace('torch.', '')}|d{head_dim}"
+    return f"{where}|{digest}|{str(dtype).replace('torch.', '')}|d{head_dim}|{schedule}"
 
 
 def run_problems(kernel: Forward, reference: Forward, device: torch.device, dtype: torch.dtype,
