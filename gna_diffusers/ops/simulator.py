@@ -14,7 +14,7 @@ import numpy as np
 from .layout import TiledLayout
 from .params import BoolOrTuple, GNAParams, IntOrTuple
 from .semantics import dim_windows
-from .tiles import choose_tile, tile_counts, tile_shapes
+from .tiles import SplitCounts, choose_tile, split_tile_counts, tile_counts, tile_shapes
 
 DEFAULT_TILE_VOLUME = 128
 
@@ -31,6 +31,20 @@ class SimResult:
     masked_tiles: int        # visited pairs that need the fine-grained mask
     q_tiles: int
     kv_tiles: int
+    splits: tuple[SplitCounts, ...] = ()  # per halvable dimension, with simulate(subtiles=True)
+
+    @property
+    def best_split(self) -> Optional[SplitCounts]:
+        """The halving with the least visited work, then the fewest masked pairs, then today's row order."""
+        return min(self.splits, key=lambda s: (s.visited, s.masked, not s.row_order), default=None)
+
+    def split_bound(self, split: SplitCounts) -> float:
+        """Tile bound with per-half boxes: dense work counted as today (one whole pair = two half pairs)."""
+        return 2 * self.dense_tiles / split.visited
+
+    def split_cut(self, split: SplitCounts) -> float:
+        """Fraction of today's visited work (tensor-core time at full tiles) that per-half boxes leave out."""
+        return 1 - split.visited / (2 * self.visited_tiles)
 
     @property
     def tile_bound(self) -> float:
@@ -57,7 +71,11 @@ class SimResult:
                 "kv_tile": list(self.kv_tile), "tokens": self.tokens, "density": self.density,
                 "flop_bound": self.flop_bound, "tile_bound": self.tile_bound, "dense_tiles": self.dense_tiles,
                 "visited_tiles": self.visited_tiles, "masked_tiles": self.masked_tiles,
-                "fully_block_sparse": self.fully_block_sparse}
+                "fully_block_sparse": self.fully_block_sparse,
+                **({"subtiles": [{"dim": t.dim, "half_tile": list(t.half_tile), "visited_half_pairs": t.visited,
+                                  "masked_half_pairs": t.masked, "union_kv_tiles": t.union,
+                                  "row_order": t.row_order, "tile_bound": self.split_bound(t),
+                                  "visited_cut": self.split_cut(t)} for t in self.splits]} if self.splits else {})}
 
 
 def exact_density(params: GNAParams) -> float:
@@ -71,8 +89,10 @@ def exact_density(params: GNAParams) -> float:
 
 
 def simulate(grid, window: IntOrTuple, stride: IntOrTuple = 1, dilation: IntOrTuple = 1, causal: BoolOrTuple = False,
-             q_tile: Optional[IntOrTuple] = None, kv_tile: Optional[IntOrTuple] = None) -> SimResult:
-    """Work and tile counts of one configuration. Without tiles, the 128-token tile with the least work is used."""
+             q_tile: Optional[IntOrTuple] = None, kv_tile: Optional[IntOrTuple] = None,
+             subtiles: bool = False) -> SimResult:
+    """Work and tile counts of one configuration. Without tiles, the 128-token tile with the least work is used.
+    `subtiles` adds the counts of Q tiles halved (per dimension) into two halves with KV boxes of their own."""
     params = GNAParams.make(grid, window, stride, dilation, causal)
     if q_tile is None and kv_tile is None:
         q_tile = kv_tile = choose_tile(params, DEFAULT_TILE_VOLUME)
@@ -85,7 +105,8 @@ def simulate(grid, window: IntOrTuple, stride: IntOrTuple = 1, dilation: IntOrTu
     n = params.tokens
     return SimResult(params, q_layout.tile, kv_layout.tile, density, 1.0 / density,
                      -(-n // q_layout.tile_volume) * -(-n // kv_layout.tile_volume), visited, visited - full,
-                     q_layout.num_tiles, kv_layout.num_tiles)
+                     q_layout.num_tiles, kv_layout.num_tiles,
+                     tuple(split_tile_counts(params, q_layout, kv_layout)) if subtiles else ())
 
 
 def suggest(grid, window: IntOrTuple, dilation: IntOrTuple = 1, causal: BoolOrTuple = False,

@@ -11,6 +11,7 @@ stay free of torch, which takes seconds to import); `block_table` hands torch ca
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -99,6 +100,84 @@ def tile_counts(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout
         visited *= int(r.visited.sum())
         full *= int(r.full.sum())
     return visited, full
+
+
+@dataclass(frozen=True)
+class SplitCounts:
+    """Tile counts when each Q tile is halved along `dim` and each half walks a KV box of its own, as the kernel's two
+    consumer warpgroups (64 rows each) could. Pairs are (half tile, KV tile); one whole-tile pair is two of them."""
+
+    dim: int
+    half_tile: tuple[int, ...]
+    visited: int     # (half, KV tile) pairs over both halves of every Q tile
+    masked: int      # of which need the per-element mask
+    union: int       # KV tiles of the box covering both halves' boxes, summed over Q tiles: what one shared KV
+                     # pipeline must still load (equals the whole tile's box count)
+    row_order: bool  # the halves are rows [0, V/2) and [V/2, V) of today's in-tile order (no Q reordering needed)
+
+
+def _halved_dim_counts(length: int, window: int, stride: int, dilation: int, causal: bool, q_tile: int, kv_tile: int,
+                       q_tiles: int) -> tuple[int, int, int]:
+    """Along one dimension whose Q tiles (side `q_tile`) are halved: (visited, unmasked) (half, KV tile) pairs, and
+    the KV tiles of the box covering both halves' ranges, summed over Q tiles."""
+    half = dim_tile_ranges(length, window, stride, dilation, causal, q_tile // 2, kv_tile, 2 * q_tiles)
+    # the halves of Q tile k are half tiles 2k and 2k+1 (a half of padding only has an empty range)
+    lo, hi = half.lo.reshape(dilation, -1, 2), half.hi.reshape(dilation, -1, 2)
+    some = hi > lo
+    cover_lo = np.where(some, lo, np.iinfo(np.int64).max).min(-1)
+    cover_hi = np.where(some, hi, np.iinfo(np.int64).min).max(-1)
+    cover = np.where(some.any(-1), cover_hi - cover_lo, 0)
+    return int(half.visited.sum()), int(half.full.sum()), int(cover.sum())
+
+
+def _split(q_tile: tuple[int, ...], dim: int, halved: tuple[int, int, int],
+           whole: list[tuple[int, int]]) -> SplitCounts:
+    """Multiply the halved dimension's counts with the other dimensions' whole-tile (visited, unmasked) counts."""
+    visited, full, union = halved
+    for j, (v, f) in enumerate(whole):
+        if j != dim:
+            visited, full, union = visited * v, full * f, union * v
+    outermost = next(i for i, t in enumerate(q_tile) if t > 1)
+    return SplitCounts(dim, q_tile[:dim] + (q_tile[dim] // 2,) + q_tile[dim + 1:], visited, visited - full, union,
+                       dim == outermost)
+
+
+def split_tile_counts(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout) -> list[SplitCounts]:
+    """One SplitCounts per dimension whose Q tile side can be halved. Per-dimension counts multiply as in
+    `tile_counts`; only the halved dimension's ranges change, so this costs one more `dim_tile_ranges` per dimension."""
+    whole = [(int(r.visited.sum()), int(r.full.sum())) for r in all_dim_tile_ranges(params, q_layout, kv_layout)]
+    return [_split(q_layout.tile, i, _halved_dim_counts(
+                params.grid[i], params.window[i], params.stride[i], params.dilation[i], params.causal[i], side,
+                kv_layout.tile[i], q_layout.tiles_per_dim[i]), whole)
+            for i, side in enumerate(q_layout.tile) if side > 1]
+
+
+@functools.lru_cache(maxsize=256)
+def choose_split_tiles(params: GNAParams, volume: int = 128) -> tuple[tuple[int, ...], tuple[int, ...], SplitCounts]:
+    """Q and KV tile shapes (each of the given volume) and the halving with the least visited work when each half
+    walks its own box; then the fewest masked pairs, the fewest KV tiles a shared pipeline loads, today's row order.
+    What per-warpgroup boxes could reach at best, where `choose_tiles` picks for one box per whole tile."""
+    shapes = tile_shapes(params.ndim, volume)
+
+    @functools.lru_cache(maxsize=None)
+    def whole(i: int, q_side: int, kv_side: int) -> tuple[int, int]:
+        r = dim_tile_ranges(params.grid[i], params.window[i], params.stride[i], params.dilation[i], params.causal[i],
+                            q_side, kv_side, -(-group_length(params.grid[i], params.dilation[i], 0) // q_side))
+        return int(r.visited.sum()), int(r.full.sum())
+
+    @functools.lru_cache(maxsize=None)
+    def halved(i: int, q_side: int, kv_side: int) -> tuple[int, int, int]:
+        return _halved_dim_counts(params.grid[i], params.window[i], params.stride[i], params.dilation[i],
+                                  params.causal[i], q_side, kv_side,
+                                  -(-group_length(params.grid[i], params.dilation[i], 0) // q_side))
+
+    candidates = []
+    for q in shapes:
+        for kv in shapes:
+            counts = [whole(i, q[i], kv[i]) for i in range(params.ndim)]
+            candidates += [(q, kv, _split(q, i, halved(i, q[i], kv[i]), counts))
+                           for i in range(params.ndim) if q[i] > 1]
+    return min(candidates, key=lambda c: (c[2].visited, c[2].masked, c[2].union, not c[2].row_order))
 
 
 def tile_shapes(ndim: int, volume: int) -> list[tuple[int, ...]]:
