@@ -71,19 +71,20 @@ def brute_attention(q, k, v, grid, window, stride, dilation, causal, extra_key=N
     return out.transpose(1, 2), lse.transpose(1, 2)
 
 
+def token_index(params: GNAParams, layout: TiledLayout) -> tuple[torch.Tensor, torch.Tensor]:
+    """(row-major token of each tiled position, padding clamped onto a real token; which positions are real)."""
+    c = layout.coordinates()
+    index = torch.zeros(len(c), dtype=torch.long)
+    for i, length in enumerate(params.grid):
+        index = index * length + c[:, i].clamp(max=length - 1)
+    return index, layout.valid()
+
+
 def token_level_tiles(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayout):
     """(any pair attended, all real pairs attended with no padded key) per tile pair, from the brute-force mask."""
     mask = brute_mask(params.grid, params.window, params.stride, params.dilation, params.causal)
-
-    def flat(layout):
-        c = layout.coordinates()
-        index = torch.zeros(len(c), dtype=torch.long)
-        for i, length in enumerate(params.grid):
-            index = index * length + c[:, i].clamp(max=length - 1)
-        return index, layout.valid()
-
-    qi, qv = flat(q_layout)
-    ki, kv = flat(kv_layout)
+    qi, qv = token_index(params, q_layout)
+    ki, kv = token_index(params, kv_layout)
     tm = mask[qi][:, ki] & qv[:, None] & kv[None, :]
     tm = tm.reshape(q_layout.num_tiles, q_layout.tile_volume, kv_layout.num_tiles, kv_layout.tile_volume)
     q_real = qv.reshape(q_layout.num_tiles, -1)
@@ -91,3 +92,23 @@ def token_level_tiles(params: GNAParams, q_layout: TiledLayout, kv_layout: Tiled
     all_pairs = ((tm | ~q_real[:, :, None, None]).all(3).all(1) & kv.reshape(kv_layout.num_tiles, -1).all(1)
                  & q_real.any(1)[:, None])
     return any_pair, all_pairs
+
+
+# One small problem with every option at once (dilation, causal, stride, extra tokens under a mask, a batch entry
+# that sees no extra token) for tests of the call path rather than of the arithmetic.
+MIXED_SHAPE = dict(grid=(6, 8), window=(3, 5), stride=(1, 2), dilation=(2, 1), causal=(False, True))
+
+
+def mixed_inputs(seed: int = 0) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    q, k, v = (torch.randn(2, 48, 2, 16, generator=gen) for _ in range(3))
+    ek, ev = (torch.randn(2, 5, 2, 16, generator=gen) for _ in range(2))
+    mask = torch.tensor([[True, False, True, True, False], [False] * 5])  # the second entry sees no extra token
+    return dict(query=q, key=k, value=v, extra_key=ek, extra_value=ev, extra_mask=mask)
+
+
+def brute_mixed(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """brute_attention of `mixed_inputs`-like inputs with MIXED_SHAPE."""
+    return brute_attention(inputs["query"], inputs["key"], inputs["value"], MIXED_SHAPE["grid"], MIXED_SHAPE["window"],
+                           MIXED_SHAPE["stride"], MIXED_SHAPE["dilation"], MIXED_SHAPE["causal"], inputs["extra_key"],
+                           inputs["extra_value"], inputs["extra_mask"])

@@ -6,31 +6,15 @@ from __future__ import annotations
 
 import torch
 
-from brute_force import brute_attention
+from brute_force import MIXED_SHAPE, brute_mixed, mixed_inputs
 from gna_diffusers import gna_attention
-
-SHAPE = dict(grid=(6, 8), window=(3, 5), stride=(1, 2), dilation=(2, 1), causal=(False, True))
-
-
-def _inputs(seed: int = 0) -> dict:
-    gen = torch.Generator().manual_seed(seed)
-    q, k, v = (torch.randn(2, 48, 2, 16, generator=gen) for _ in range(3))
-    ek, ev = (torch.randn(2, 5, 2, 16, generator=gen) for _ in range(2))
-    mask = torch.tensor([[True, False, True, True, False], [False] * 5])  # the second entry sees no extra token
-    return dict(query=q, key=k, value=v, extra_key=ek, extra_value=ev, extra_mask=mask)
-
-
-def _brute(inputs: dict) -> tuple[torch.Tensor, torch.Tensor]:
-    return brute_attention(inputs["query"], inputs["key"], inputs["value"], SHAPE["grid"], SHAPE["window"],
-                           SHAPE["stride"], SHAPE["dilation"], SHAPE["causal"], inputs["extra_key"],
-                           inputs["extra_value"], inputs["extra_mask"])
 
 
 def _step(query, key, value, extra_key, extra_value, extra_mask):
     """What a model does around the op: work before and after it, so a graph break would split the graph."""
     out, lse = gna_attention(query * 1.0, key, value, extra_key=extra_key, extra_value=extra_value,
-                             extra_mask=extra_mask, return_lse=True, backend="reference", **SHAPE)
-    plain = gna_attention(query, key, value, backend="reference", **SHAPE)
+                             extra_mask=extra_mask, return_lse=True, backend="reference", **MIXED_SHAPE)
+    plain = gna_attention(query, key, value, backend="reference", **MIXED_SHAPE)
     return out + 1.0, lse * 2.0, plain - 1.0
 
 
@@ -42,17 +26,17 @@ def test_compiled_call_is_one_graph_with_the_op() -> None:
         return gm.forward
 
     torch._dynamo.reset()
-    inputs = _inputs()
+    inputs = mixed_inputs()
     out, lse, plain = torch.compile(_step, fullgraph=True, backend=record)(**inputs)
     assert len(graphs) == 1
     targets = {node.target for node in graphs[0].graph.nodes if node.op == "call_function"}
     assert {torch.ops.gna_diffusers.gna_attention.default, torch.ops.gna_diffusers.gna_attention_lse.default} \
         <= targets
-    ref_out, ref_lse = _brute(inputs)
+    ref_out, ref_lse = brute_mixed(inputs)
     torch.testing.assert_close(out - 1.0, ref_out.float(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(lse / 2.0, ref_lse.float(), atol=1e-5, rtol=1e-5)
     no_extra = {**inputs, "extra_key": None, "extra_value": None, "extra_mask": None}
-    torch.testing.assert_close(plain + 1.0, _brute(no_extra)[0].float(), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(plain + 1.0, brute_mixed(no_extra)[0].float(), atol=1e-5, rtol=1e-5)
 
 
 def test_inductor_fullgraph_matches_eager() -> None:
@@ -60,7 +44,7 @@ def test_inductor_fullgraph_matches_eager() -> None:
     torch._dynamo.reset()
     compiled = torch.compile(_step, fullgraph=True)
     for seed in (0, 1):  # the second call reuses the compiled graph on fresh values
-        inputs = _inputs(seed)
+        inputs = mixed_inputs(seed)
         for got, want in zip(compiled(**inputs), _step(**inputs)):
             assert torch.isfinite(got).all()
             torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

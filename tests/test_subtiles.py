@@ -4,9 +4,8 @@ counts against a token-level brute force written from GNA_SEMANTICS.md."""
 import json
 
 import pytest
-import torch
 
-from brute_force import brute_mask
+from brute_force import brute_mask, token_index
 from gna_diffusers import GNAParams, TiledLayout
 from gna_diffusers.cli import main
 from gna_diffusers.ops.simulator import simulate
@@ -18,16 +17,8 @@ def brute_halves(params: GNAParams, q_layout: TiledLayout, kv_layout: TiledLayou
     KV tile when one of its queries attends one of the tile's keys; a touched pair needs no mask when every real query
     of the half attends every key of the tile and the tile holds no padding."""
     mask = brute_mask(params.grid, params.window, params.stride, params.dilation, params.causal)
-
-    def flat(layout: TiledLayout) -> tuple[torch.Tensor, torch.Tensor]:
-        c = layout.coordinates()
-        index = torch.zeros(len(c), dtype=torch.long)
-        for i, length in enumerate(params.grid):
-            index = index * length + c[:, i].clamp(max=length - 1)
-        return index, layout.valid()
-
-    qi, q_real = flat(q_layout)
-    ki, k_real = flat(kv_layout)
+    qi, q_real = token_index(params, q_layout)
+    ki, k_real = token_index(params, kv_layout)
     nq, vq, nkv = q_layout.num_tiles, q_layout.tile_volume, kv_layout.num_tiles
     pairs = (mask[qi][:, ki] & q_real[:, None] & k_real[None, :]).reshape(nq, vq, nkv, kv_layout.tile_volume)
     q_real = q_real.reshape(nq, vq)
