@@ -185,12 +185,23 @@ def _dense_tokens(x: torch.Tensor, text: slice, tail: slice) -> torch.Tensor:
 
 def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
                   text: slice, grid: slice, tail: slice, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
-    """GNA of the grid queries: their neighborhood plus every (unmasked) text token and every tail token."""
+    """GNA of the grid queries: their neighborhood plus every (unmasked) text token and every tail token.
+
+    Where every batch entry has the same number of real text tokens, first (`state.text_valid`, known on the host),
+    the extra tokens are those alone, unmasked: the same function, without the mask's compaction in every layer (a
+    sort and two gathers) and without padded extra tiles."""
+    valid = set(state.text_valid or ())
+    if len(valid) == 1:
+        text = slice(text.start, text.start + valid.pop())
+        text_mask = None
     extra_mask = text_mask
     if text_mask is not None and tail.start != tail.stop:
         extra_mask = _key_mask(text_mask, tail.stop - tail.start, text_first=True)
-    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, state.recipe.backend,
-                  _dense_tokens(key, text, tail), _dense_tokens(value, text, tail), extra_mask)
+    extra_key, extra_value = _dense_tokens(key, text, tail), _dense_tokens(value, text, tail)
+    if extra_key.shape[1] == 0:
+        extra_key = extra_value = None
+    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, state.recipe.backend, extra_key, extra_value,
+                  extra_mask)
 
 
 def _dense_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text: slice, tail: slice,
