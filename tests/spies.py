@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
+import torch
+
+import gna_diffusers
 from gna_diffusers.backends import Backend, register_backend
 from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.models.common import GNAProcessorBase
@@ -37,3 +42,25 @@ def count_original_calls(target) -> list[int]:
             if isinstance(processor, GNAProcessorBase):
                 processor.original = counting(processor.original)
     return calls
+
+
+def check_full_window_is_dense(transformer: torch.nn.Module, inputs: dict, recipe: Callable[[tuple, object], dict],
+                               grid: tuple[int, ...], calls: list, layers: int,
+                               while_on: Callable[[], None] = lambda: None) -> None:
+    """A bare transformer with GNA over the whole grid (`recipe(grid, window)`, the backend a `counting_backend`
+    filling `calls`) gives its dense output and runs GNA once per layer on `grid`; a small window changes the output;
+    disable_gna restores it bit for bit. `while_on` checks more while GNA is on."""
+    dense = transformer(**inputs)[0]
+    state = gna_diffusers.enable_gna(transformer, recipe(grid, list(grid)))
+    try:
+        start = len(calls)
+        full = transformer(**inputs)[0]
+        assert calls[start:] == [grid] * layers and state.grid == grid
+        while_on()
+        gna_diffusers.enable_gna(transformer, recipe(grid, 2))
+        small = transformer(**inputs)[0]
+    finally:
+        gna_diffusers.disable_gna(transformer)
+    torch.testing.assert_close(full, dense, atol=1e-5, rtol=1e-5)
+    assert (small - dense).abs().max().item() > 1e-3
+    assert torch.equal(transformer(**inputs)[0], dense)

@@ -11,22 +11,13 @@ from diffusers.models.transformers.transformer_cosmos import CosmosAttnProcessor
 from diffusers.pipelines.cosmos.pipeline_cosmos2_5_predict import Cosmos2_5_PredictBasePipeline
 
 import gna_diffusers
-from gna_diffusers.backends import Backend, register_backend
-from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.models.cosmos import CosmosGNAProcessor
 from gna_diffusers.tiny import AlwaysSafe, TINY_PIPELINES, _wan_vae
+from spies import check_full_window_is_dense, counting_backend
 
 warnings.filterwarnings("ignore")
 
-CALLS: list = []   # the grid of every GNA attention that reached a backend
-
-
-def _count(inputs):
-    CALLS.append(inputs.params.grid)
-    return reference_forward(inputs)
-
-
-register_backend(Backend("cosmos2_spy", _count, lambda inputs: None, priority=lambda device: -1))
+CALLS = counting_backend("cosmos2_spy")   # the grid of every GNA attention that reached a backend
 
 
 def recipe(grid, window, dense_steps=0) -> dict:
@@ -56,21 +47,12 @@ def test_image_context_stays_in_cross_attention_and_full_window_is_dense() -> No
                   timestep=timestep, encoder_hidden_states=(torch.randn(1, 16, 48), torch.randn(1, 4, 24)))
     cross = [block.attn2.processor for block in transformer.transformer_blocks]
     assert all(isinstance(p, CosmosAttnProcessor2_5) for p in cross)
-    dense = transformer(**inputs)[0]
-    state = gna_diffusers.enable_gna(transformer, recipe((3, 4, 6), [3, 4, 6]))
-    try:
-        start = len(CALLS)
-        full = transformer(**inputs)[0]
-        assert CALLS[start:] == [(3, 4, 6)] * 2 and state.grid == (3, 4, 6)
+
+    def gna_in_self_attention_only() -> None:
         assert all(isinstance(block.attn1.processor, CosmosGNAProcessor) for block in transformer.transformer_blocks)
         assert [block.attn2.processor for block in transformer.transformer_blocks] == cross
-        gna_diffusers.enable_gna(transformer, recipe((3, 4, 6), 2))
-        small = transformer(**inputs)[0]
-    finally:
-        gna_diffusers.disable_gna(transformer)
-    torch.testing.assert_close(full, dense, atol=1e-5, rtol=1e-5)
-    assert (small - dense).abs().max().item() > 1e-3
-    assert torch.equal(transformer(**inputs)[0], dense)
+    check_full_window_is_dense(transformer, inputs, recipe, (3, 4, 6), CALLS, layers=2,
+                               while_on=gna_in_self_attention_only)
     assert all(isinstance(block.attn1.processor, CosmosAttnProcessor2_0) for block in transformer.transformer_blocks)
 
 

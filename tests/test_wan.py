@@ -9,24 +9,15 @@ from diffusers import WanTransformer3DModel
 from diffusers.models.transformers.transformer_wan import WanAttnProcessor
 
 import gna_diffusers
-from gna_diffusers.backends import Backend, register_backend
-from gna_diffusers.backends.reference import reference_forward
 from gna_diffusers.models.wan import WanGNAProcessor
 from gna_diffusers.ops.params import GNAParams
 from gna_diffusers.ops.tiles import choose_tiles
 from gna_diffusers.tiny import TINY_PIPELINES
+from spies import check_full_window_is_dense, counting_backend
 
 warnings.filterwarnings("ignore")
 
-CALLS: list = []   # (grid) of every GNA attention that reached a backend
-
-
-def _count(inputs):
-    CALLS.append(inputs.params.grid)
-    return reference_forward(inputs)
-
-
-register_backend(Backend("wan_spy", _count, lambda inputs: None, priority=lambda device: -1))
+CALLS = counting_backend("wan_spy")   # the grid of every GNA attention that reached a backend
 
 
 def recipe(grid, window, dense_steps=0, blocks="all") -> dict:
@@ -103,20 +94,11 @@ def test_wan_i2v_full_window_is_dense_and_image_tokens_stay_in_cross_attention()
                   encoder_hidden_states=torch.randn(1, 512, 32),          # umT5's 512 slots, as the processor assumes
                   encoder_hidden_states_image=torch.randn(1, 5, 16))
     cross = [block.attn2.processor for block in transformer.blocks]
-    dense = transformer(**inputs)[0]
-    state = gna_diffusers.enable_gna(transformer, recipe((3, 4, 6), [3, 4, 6]))
-    try:
-        start = len(CALLS)
-        full = transformer(**inputs)[0]
-        assert CALLS[start:] == [(3, 4, 6)] * 2 and state.grid == (3, 4, 6)
+
+    def cross_attention_untouched() -> None:
         assert [block.attn2.processor for block in transformer.blocks] == cross
-        gna_diffusers.enable_gna(transformer, recipe((3, 4, 6), 2))
-        small = transformer(**inputs)[0]
-    finally:
-        gna_diffusers.disable_gna(transformer)
-    torch.testing.assert_close(full, dense, atol=1e-5, rtol=1e-5)
-    assert (small - dense).abs().max().item() > 1e-3
-    assert torch.equal(transformer(**inputs)[0], dense)
+    check_full_window_is_dense(transformer, inputs, recipe, (3, 4, 6), CALLS, layers=2,
+                               while_on=cross_attention_untouched)
 
 
 @torch.no_grad()
