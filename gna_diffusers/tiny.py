@@ -232,25 +232,23 @@ def _cosmos_predict2_transformer(in_channels: int) -> CosmosTransformer3DModel:
                                     extra_pos_embed_type=None).eval()
 
 
-def tiny_cosmos_predict2(seed: int = 0) -> Cosmos2TextToImagePipeline:
-    """Cosmos-Predict2 text2image: one latent frame of 64x96 is an 8x12 latent, a 4x6 image grid."""
+def _tiny_cosmos2(pipeline_class: type, in_channels: int, seed: int):
     torch.manual_seed(seed)
     tokenizer, text_encoder = _t5(32)
-    return Cosmos2TextToImagePipeline(text_encoder=text_encoder, tokenizer=tokenizer,
-                                      transformer=_cosmos_predict2_transformer(16), vae=_wan_vae(),
-                                      scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
-                                      safety_checker=AlwaysSafe())
+    return pipeline_class(text_encoder=text_encoder, tokenizer=tokenizer,
+                          transformer=_cosmos_predict2_transformer(in_channels), vae=_wan_vae(),
+                          scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True), safety_checker=AlwaysSafe())
+
+
+def tiny_cosmos_predict2(seed: int = 0) -> Cosmos2TextToImagePipeline:
+    """Cosmos-Predict2 text2image: one latent frame of 64x96 is an 8x12 latent, a 4x6 image grid."""
+    return _tiny_cosmos2(Cosmos2TextToImagePipeline, 16, seed)
 
 
 def tiny_cosmos_predict2_video(seed: int = 0) -> Cosmos2VideoToWorldPipeline:
     """Cosmos-Predict2 video2world: a conditioning frame plus 8 frames of 64x96 -> a 3x4x6 grid; per-frame
     timesteps and a condition-mask channel (in_channels 16 + 1)."""
-    torch.manual_seed(seed)
-    tokenizer, text_encoder = _t5(32)
-    return Cosmos2VideoToWorldPipeline(text_encoder=text_encoder, tokenizer=tokenizer,
-                                       transformer=_cosmos_predict2_transformer(17), vae=_wan_vae(),
-                                       scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
-                                       safety_checker=AlwaysSafe())
+    return _tiny_cosmos2(Cosmos2VideoToWorldPipeline, 17, seed)
 
 
 # Chat-template pipelines (FLUX.2, HunyuanVideo 1.5) format a system message and the prompt; the tiny tokenizers render
