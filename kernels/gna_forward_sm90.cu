@@ -4,36 +4,23 @@
 #include <type_traits>
 
 #include "cutlass/cutlass.h"
-#include "cutlass/device_kernel.h"
 
+#include "gna_build_config.hpp"
 #include "gna_epilogue_sm90.hpp"
 #include "gna_forward.h"
 #include "gna_kernel_sm90.hpp"
+#include "gna_launch.hpp"
 #include "gna_mainloop_sm90.hpp"
-
-#ifndef GNA_HEAD_DIM
-#error "define GNA_HEAD_DIM (64 or 128)"
-#endif
 
 namespace {
 
-#ifdef GNA_ELEMENT_BF16
-using Element = cutlass::bfloat16_t;
-constexpr char kElementName[] = "bfloat16";
-#else
-using Element = cutlass::half_t;
-constexpr char kElementName[] = "float16";
-#endif
+using gna::build::Element;
+using gna::build::kElementName;
+using gna::build::kPersistent;
 
 // 128 query rows per CTA (two consumer warpgroups of 64), KV tiles of 128 keys: Q and KV tile volume 128.
 using TileShape = cute::Shape<cute::_128, cute::_128, cute::Int<GNA_HEAD_DIM>>;
 
-// GNA_ONE_TILE_PER_CTA (a build-time schedule variant): one work tile per CTA instead of persistent CTAs.
-#ifdef GNA_ONE_TILE_PER_CTA
-constexpr bool kPersistent = false;
-#else
-constexpr bool kPersistent = true;
-#endif
 using Mainloop = gna::MainloopSm90<Element, TileShape, kPersistent ? 2 : 1>;
 using Epilogue = gna::EpilogueSm90<Element, Mainloop>;
 using Kernel = gna::KernelSm90<Mainloop, Epilogue, kPersistent>;
@@ -52,21 +39,14 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   if (head_dim != GNA_HEAD_DIM) return "head_dim differs from the compiled configuration";
   if (extra_k != nullptr && (extra_v == nullptr || extra_counts == nullptr || extra_tokens < 1))
     return "extra tokens need keys, values, per-batch counts and at least one token";
-  int groups = 1;
-  for (int d = 0; d < kMaxDims; ++d) groups *= tiles.dilation[d];
-  int q_tiled_tokens = tiles.q_tiles_per_group * groups * get<0>(TileShape{});
-  int kv_tiled_tokens = tiles.kv_tiles_per_group * groups * get<1>(TileShape{});
-  if (natural) {
-    if (groups != 1) return "the natural token order needs dilation 1";
-  } else if (q_tokens != q_tiled_tokens || kv_tokens != kv_tiled_tokens) {
-    return "tiled inputs must hold every tile of the layout";
-  }
-  TokenView q_view = TokenView::make(tiles, tiles.q_tile_log2, natural, batch, heads, head_dim, q_tiled_tokens);
-  TokenView kv_view = TokenView::make(tiles, tiles.kv_tile_log2, natural, batch, heads, head_dim, kv_tiled_tokens);
-  if (q_view.tokens != q_tokens || kv_view.tokens != kv_tokens) return "token count does not match the grid";
+  ProblemViews views;
+  if (const char* error = problem_views(tiles, natural, batch, heads, head_dim, q_tokens, kv_tokens,
+                                       get<0>(TileShape{}), get<1>(TileShape{}), &views))
+    return error;
+  TokenView const &q_view = views.q, &kv_view = views.kv;
   constexpr bool kBf16 = std::is_same_v<Element, cutlass::bfloat16_t>;
   typename Kernel::Params params{};
-  params.schedule = TileSchedule::make(q_tiled_tokens / get<0>(TileShape{}), heads, batch);
+  params.schedule = TileSchedule::make(views.q_tiles, heads, batch);
   params.mainloop.q_view = q_view;
   params.mainloop.kv_view = kv_view;
   params.mainloop.scale_softmax_log2 = scale * 1.4426950408889634f;
@@ -90,19 +70,7 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
     describe(&params.mainloop.extra_v, extra_v, params.mainloop.extra_view, false);
   }
   if (error != nullptr) return error;
-  int device = 0, sm_count = 0;
-  if (cudaGetDevice(&device) != cudaSuccess ||
-      cudaDeviceGetAttribute(&sm_count, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
-    return "cannot read the device's multiprocessor count";
-  if (max_ctas > 0) sm_count = imin(sm_count, max_ctas);
-  auto kernel = cutlass::device_kernel<Kernel>;
-  if (cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Kernel::SharedStorageSize) !=
-      cudaSuccess)
-    return "cannot set the kernel's shared-memory size";
-  kernel<<<Kernel::grid_shape(params, sm_count), Kernel::MaxThreadsPerBlock, Kernel::SharedStorageSize,
-           static_cast<cudaStream_t>(cuda_stream)>>>(params);
-  if (cudaGetLastError() != cudaSuccess) return "kernel launch failed";
-  return nullptr;
+  return launch<Kernel>(params, max_ctas, cuda_stream);
 }
 
 }  // namespace gna
