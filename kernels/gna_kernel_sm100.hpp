@@ -130,28 +130,27 @@ struct KernelSm100 {
 
   static dim3 grid_shape(Params const& p, int sm_count) { return dim3(p.schedule.ctas(kPersistent, sm_count), 1, 1); }
 
+  // A pipeline of whole tiles that the load warp fills by TMA and the MMA warp consumes (Q, and K/V).
+  template <class Pipeline>
+  CUTLASS_DEVICE static Pipeline tile_pipeline(typename Pipeline::SharedStorage& storage, int warp, bool leader) {
+    typename Pipeline::Params params;
+    params.transaction_bytes = kTileElements * sizeof(Element);
+    params.is_leader = warp == kLoadWarp && leader;
+    params.num_consumers = cutlass::NumThreadsPerWarp;
+    params.role = warp == kLoadWarp  ? Pipeline::ThreadCategory::Producer
+                  : warp == kMmaWarp ? Pipeline::ThreadCategory::Consumer
+                                     : Pipeline::ThreadCategory::NonParticipant;
+    return Pipeline(storage, params, ClusterShape{}, cute::true_type{}, cute::false_type{});
+  }
+
   CUTLASS_DEVICE void operator()(Params const& params, char* smem) {
 #if defined(CUTLASS_ARCH_MMA_SM100A_ENABLED) || defined(CUTLASS_ARCH_MMA_SM100F_ENABLED)
     auto& storage = *reinterpret_cast<SharedStorage*>(smem);
     int warp = cutlass::canonical_warp_idx_sync();
     bool leader = cute::elect_one_sync();
 
-    typename PipelineQ::Params q_params;
-    q_params.transaction_bytes = kTileElements * sizeof(Element);
-    q_params.is_leader = warp == kLoadWarp && leader;
-    q_params.num_consumers = cutlass::NumThreadsPerWarp;
-    q_params.role = warp == kLoadWarp  ? PipelineQ::ThreadCategory::Producer
-                    : warp == kMmaWarp ? PipelineQ::ThreadCategory::Consumer
-                                       : PipelineQ::ThreadCategory::NonParticipant;
-    PipelineQ pipe_q(storage.pipe_q, q_params, ClusterShape{}, cute::true_type{}, cute::false_type{});
-    typename PipelineKV::Params kv_params;
-    kv_params.transaction_bytes = kTileElements * sizeof(Element);
-    kv_params.is_leader = q_params.is_leader;
-    kv_params.num_consumers = cutlass::NumThreadsPerWarp;
-    kv_params.role = warp == kLoadWarp  ? PipelineKV::ThreadCategory::Producer
-                     : warp == kMmaWarp ? PipelineKV::ThreadCategory::Consumer
-                                        : PipelineKV::ThreadCategory::NonParticipant;
-    PipelineKV pipe_kv(storage.pipe_kv, kv_params, ClusterShape{}, cute::true_type{}, cute::false_type{});
+    PipelineQ pipe_q = tile_pipeline<PipelineQ>(storage.pipe_q, warp, leader);
+    PipelineKV pipe_kv = tile_pipeline<PipelineKV>(storage.pipe_kv, warp, leader);
     typename PipelineS::Params s_params;
     s_params.producer_arv_count = 1;  // the MMA warp's commit
     s_params.consumer_arv_count = kSoftmaxThreads;
