@@ -53,7 +53,7 @@ struct EpilogueSm90 {
     cutlass::arch::NamedBarrier::sync(cutlass::NumThreadsPerWarpGroup, Mainloop::kEpilogueBarrier + wg);
     if (threadIdx.x % cutlass::NumThreadsPerWarpGroup == 0) {
       int c[kMaxDims];
-      params.view.half_origin(q_linear, box.q_tile, wg, c);
+      params.view.half_origin(q_linear, box.q_tile, box.group, wg, c);
       store_tile<Mainloop::kHeadDim, Mainloop::kHalfRows>(&params.o, smem, c, head, batch);
       cute::tma_store_arrive();
     }
@@ -65,7 +65,7 @@ struct EpilogueSm90 {
       float* row_lse = params.lse + (int64_t(batch) * params.view.heads + head) * params.view.tokens;
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < size<0>(tOcO_mn); ++i) {
-        int token = params.view.token(q_linear, box.q_tile, wg, get<0>(tOcO_mn(i, 0)));
+        int token = params.view.token(q_linear, box.q_tile, box.group, wg, get<0>(tOcO_mn(i, 0)));
         if (token >= 0) row_lse[token] = lse(i);
       }
     }

@@ -31,8 +31,8 @@ const char* forward_sm100(void const* q, void const* k, void const* v, void* out
                           bool natural, int max_ctas, void* cuda_stream) {
   if (head_dim != GNA_HEAD_DIM) return "head_dim differs from the compiled configuration";
   ProblemViews views;
-  if (const char* error = problem_views(tiles, natural, batch, heads, head_dim, q_tokens, kv_tokens,
-                                       Kernel::kTileRows, Kernel::kTileRows, &views))
+  if (const char* error = problem_views(tiles, natural, /*strided_boxes=*/false, batch, heads, head_dim,
+                                       q_tokens, kv_tokens, Kernel::kTileRows, Kernel::kTileRows, &views))
     return error;
   TokenView const &q_view = views.q, &kv_view = views.kv;
   constexpr bool kBf16 = std::is_same_v<Element, cutlass::bfloat16_t>;

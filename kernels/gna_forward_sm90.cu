@@ -40,8 +40,8 @@ const char* forward_sm90(void const* q, void const* k, void const* v, void* out,
   if (extra_k != nullptr && (extra_v == nullptr || extra_counts == nullptr || extra_tokens < 1))
     return "extra tokens need keys, values, per-batch counts and at least one token";
   ProblemViews views;
-  if (const char* error = problem_views(tiles, natural, batch, heads, head_dim, q_tokens, kv_tokens,
-                                       get<0>(TileShape{}), get<1>(TileShape{}), &views))
+  if (const char* error = problem_views(tiles, natural, /*strided_boxes=*/true, batch, heads, head_dim,
+                                       q_tokens, kv_tokens, get<0>(TileShape{}), get<1>(TileShape{}), &views))
     return error;
   TokenView const &q_view = views.q, &kv_view = views.kv;
   constexpr bool kBf16 = std::is_same_v<Element, cutlass::bfloat16_t>;

@@ -223,14 +223,14 @@ struct KernelSm100 {
                                   SharedStorage& storage, PipelineQ& pipe_q, typename PipelineQ::PipelineState& q_write,
                                   PipelineKV& pipe_kv, typename PipelineKV::PipelineState& kv_write) {
     int c[kMaxDims];
-    params.q_view.origin(at.q_linear, box.q_tile, c);
+    params.q_view.origin(at.q_linear, box.q_tile, box.group, c);
     pipe_q.producer_acquire(q_write);
     load_tile<kHeadDim, kTileRows>(&params.q, pipe_q.producer_get_barrier(q_write), storage.q.data(), c, at.head,
                                    at.batch);
     ++q_write;
     TileCursor cursor = TileCursor::first(box);
     auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base) {
-      params.kv_view.origin(cursor.linear(params.tiles, box), cursor.kv, c);
+      params.kv_view.origin(cursor.linear(params.tiles, box), cursor.kv, box.group, c);
       pipe_kv.producer_acquire(kv_write);
       load_tile<kHeadDim, kTileRows>(desc, pipe_kv.producer_get_barrier(kv_write),
                                      base + kv_write.index() * kTileElements, c, at.head, at.batch);
@@ -462,11 +462,11 @@ struct KernelSm100 {
     cutlass::arch::NamedBarrier::sync(kSoftmaxThreads, 1);
     if (thread == 0) {
       int c[kMaxDims];
-      params.q_view.origin(at.q_linear, box.q_tile, c);
+      params.q_view.origin(at.q_linear, box.q_tile, box.group, c);
       store_tile<kHeadDim, kTileRows>(&params.o, storage.o.data(), c, at.head, at.batch);
       cute::tma_store_arrive();
     }
-    int token = params.q_view.token(at.q_linear, box.q_tile, row >> 6, row & 63);
+    int token = params.q_view.token(at.q_linear, box.q_tile, box.group, row >> 6, row & 63);
     if (token >= 0) {
       float lse = empty ? -INFINITY : (row_max * scale + __log2f(row_sum)) * 0.6931471805599453f;
       params.lse[(int64_t(at.batch) * params.schedule.heads + at.head) * params.q_view.tokens + token] = lse;

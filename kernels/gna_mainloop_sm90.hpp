@@ -139,7 +139,7 @@ struct MainloopSm90 {
     auto load_q = [&](int wg) {
       pipeline_q.producer_acquire(smem_pipe_write_q);
       int c[kMaxDims];
-      params.q_view.half_origin(q_linear, box.q_tile, wg, c);
+      params.q_view.half_origin(q_linear, box.q_tile, box.group, wg, c);
       load_tile<kHeadDim, kHalfRows>(&params.q, pipeline_q.producer_get_barrier(smem_pipe_write_q),
                                      storage.smem_q.data() + smem_pipe_write_q.index() * kQStage, c, head, batch);
       ++smem_pipe_write_q;
@@ -148,7 +148,7 @@ struct MainloopSm90 {
     // K or V of tile `linear` of `view` (the grid's K/V tiles, or the extra tokens').
     auto load_kv = [&](cute::TmaDescriptor const* desc, Element* base, TokenView const& view, int linear) {
       int c[kMaxDims];
-      view.origin(linear, cursor.kv, c);
+      view.origin(linear, cursor.kv, box.group, c);
       pipeline.producer_acquire(smem_pipe_write);
       load_tile<kHeadDim, kTileRows>(desc, pipeline.producer_get_barrier(smem_pipe_write),
                                      base + smem_pipe_write.index() * kKVStage, c, head, batch);

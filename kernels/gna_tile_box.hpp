@@ -116,6 +116,7 @@ struct TileBox {
   int full_lo[kMaxDims], full_hi[kMaxDims]; // unmasked: [full_lo, full_hi)
   int q_tile[kMaxDims];                     // the Q tile's index per dimension
   int group_len[kMaxDims];                  // positions in this dilation group per dimension
+  int group[kMaxDims];                      // this dilation group's offset per dimension: its first grid position
   int group_base;                           // tiled index of the group's first KV tile
   int count;                                // number of visited KV tiles (>= 1)
   int interior_count;                       // of which unmasked (visited first)
@@ -132,6 +133,7 @@ struct TileBox {
       int next_group = p.dilation_div[i].div(group);
       int g = group - next_group * p.dilation[i];
       group = next_group;
+      b.group[i] = g;
       int next_rest = p.q_tiles_per_dim_div[i].div(rest);
       b.q_tile[i] = rest - next_rest * p.q_tiles_per_dim[i];
       rest = next_rest;

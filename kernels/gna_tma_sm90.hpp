@@ -2,9 +2,11 @@
 //
 // - natural: [batch, grid..., heads, head_dim] exactly as the model holds it. A tile of the tiled layout is a box of
 //   the grid, so one 5D TMA box (head_dim chunk, x, y, z, batch) loads it straight into the swizzled shared-memory
-//   tile the tensor cores read; no permute in or out. Boxes past the grid's end read zeros and are not stored.
-// - tiled: [batch, tiled tokens, heads, head_dim] (ops/layout.py), needed for dilation; the same view with a
-//   one-dimensional "grid" of tiled tokens and 128-token tiles.
+//   tile the tensor cores read; no permute in or out. With dilation a tile is a box of its dilation group, a strided
+//   sub-grid: the box spans side * dilation positions per dimension with TMA element stride `dilation`. Boxes past
+//   the grid's end (also those of a dilation group shorter than the others) read zeros and are not stored.
+// - tiled: [batch, tiled tokens, heads, head_dim] (ops/layout.py), for dilated tiles too large for strided boxes
+//   (TokenView::fits_tma); the same view with a one-dimensional "grid" of tiled tokens and 128-token tiles.
 //
 // Shared memory holds a tile as head_dim / 64 chunks of (rows x 64 elements), 128-byte swizzled: exactly what a TMA
 // box with 64 elements innermost writes, and the K-major / MN-major layouts CUTLASS picks for the WGMMA operands.
@@ -30,9 +32,10 @@ inline char const* make_descriptor(cute::TmaDescriptor* desc, void const* ptr, b
                         cuuint64_t(view.extent[1]), cuuint64_t(view.extent[0]), cuuint64_t(view.batch)};
   cuuint64_t strides[4] = {row_bytes, row_bytes * view.extent[2], row_bytes * view.extent[2] * view.extent[1],
                            row_bytes * view.extent[2] * view.extent[1] * view.extent[0]};
-  auto side = [&](int d) { return cuuint32_t(1) << (half ? view.half_log2(d) : view.tile_log2[d]); };
-  cuuint32_t box[5] = {kChunk, side(2), side(1), side(0), 1};
-  cuuint32_t element_strides[5] = {1, 1, 1, 1, 1};
+  auto span = [&](int d) { return cuuint32_t(view.box_span(d, half)); };
+  cuuint32_t box[5] = {kChunk, span(2), span(1), span(0), 1};
+  auto step = [&](int d) { return cuuint32_t(view.dilation[d]); };
+  cuuint32_t element_strides[5] = {1, step(2), step(1), step(0), 1};
   CUresult result = CUTLASS_CUDA_DRIVER_WRAPPER_CALL(cuTensorMapEncodeTiled)(
       desc, bf16 ? CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 : CU_TENSOR_MAP_DATA_TYPE_FLOAT16, 5, const_cast<void*>(ptr),
       dims, strides, box, element_strides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,

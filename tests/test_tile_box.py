@@ -4,7 +4,10 @@ neighborhood of GNA_SEMANTICS.md on random problems.
 
 For every Q tile: each KV tile is visited once; every tile holding a neighbor of one of its real queries is visited;
 the tiles visited first without a mask (the interior) hold only real keys that are neighbors of all its real queries;
-in the model's token order, each row of the tile maps to the right token (or to none past the grid's end); and the
+in the model's token order, each row of the tile maps to the right token (or to none past the grid's end), and the
+TMA boxes the kernel loads Q and K/V tiles with (strided with dilation: a dilation group is a strided sub-grid) hold
+exactly the tiled layout's tokens of that tile, with the backend's rule for when such boxes fit TMA agreeing with
+the kernel's; and the
 key mask the kernels build for a border KV tile (KeyMask's per-thread sets on Hopper, row_keys' whole rows on
 Blackwell, any tile shape) is exactly each row's real neighbors. The kernels' split of the work tiles over CTAs (one
 per CTA, or persistent CTAs of either architecture) runs every tile once, in L2-friendly order.
@@ -12,6 +15,7 @@ per CTA, or persistent CTAs of either architecture) runs every tile once, in L2-
 
 from __future__ import annotations
 
+import math
 import random
 import shutil
 import subprocess
@@ -101,11 +105,16 @@ PROBLEMS = [  # the shipped recipes' shapes, scaled down, plus random ones
     # Q and KV tiles of different shapes, in the model's order and in the tiled layout
     dict(grid=(16, 24, 40), window=(9, 12, 12), stride=(1, 1, 1), dilation=(1, 1, 1), causal=(False,) * 3),
     dict(grid=(64, 64), window=(16, 16), stride=(1, 1), dilation=(2, 2), causal=(False, False)),
+    # dilation read in place: lengths not divisible by the dilation (groups of unequal length), causal with dilation,
+    # 1D tiles of 128 whose strided box spans 256 positions (fits TMA) or 384 (does not)
+    dict(grid=(9, 21, 35), window=(3, 5, 7), stride=(1, 2, 3), dilation=(2, 3, 2), causal=(True, False, False)),
+    dict(grid=(300,), window=(40,), stride=(8,), dilation=(2,), causal=(False,)),
+    dict(grid=(400,), window=(40,), stride=(8,), dilation=(3,), causal=(True,)),
 ] + [_random_problem(random.Random(seed)) for seed in range(50)]
 
 
-def _run_driver(driver: Path, flat: tuple[int, ...], natural: bool) -> list[str]:
-    text = " ".join(str(v) for v in flat) + f" {int(natural)}\n"
+def _run_driver(driver: Path, flat: tuple[int, ...]) -> list[str]:
+    text = " ".join(str(v) for v in flat) + "\n"
     result = subprocess.run([str(driver)], input=text, capture_output=True, text=True, check=True, timeout=60)
     return result.stdout.splitlines()
 
@@ -116,8 +125,11 @@ def test_tile_visits_match_brute_force(driver, problem):
     params = make_inputs(x, x, x, **problem).params
     plan = cutlass._plan(params)
     layout, kv_layout = plan.q_layout, plan.kv_layout
-    natural = all(d == 1 for d in problem["dilation"])
-    lines = _run_driver(driver, plan.flat, natural)
+    # the model's order for every problem: its arithmetic is checked also where the backend would gather instead
+    lines = _run_driver(driver, plan.flat)
+    boxes = [int(v) for v in lines.pop(0).split()[1:]]
+    q_spans, q_steps, kv_spans, kv_steps, fits = boxes[0:3], boxes[3:6], boxes[6:9], boxes[9:12], boxes[12]
+    assert fits == cutlass.strided_boxes_fit(plan, problem["dilation"]), "backend and kernel disagree on TMA limits"
 
     def tokens(tiled) -> torch.Tensor:  # tiled position -> row-major token (-1 for padding)
         coords = tiled.coordinates()
@@ -144,14 +156,15 @@ def test_tile_visits_match_brute_force(driver, problem):
     for line in lines:
         if line.startswith("tokens"):
             records[len(records) - 1]["tokens"] = [int(v) for v in line.split()[1:]]
-        elif line.startswith("kvorigin"):
+        elif line.startswith("kvorigin") or line.startswith("qorigin"):
             fields = [int(v) for v in line.split()[1:]]
-            records[len(records) - 1]["kv_origins"][fields[0]] = fields[1:]
+            records[len(records) - 1][line.split()[0]][fields[0]] = fields[1:]
         elif line.startswith("mask") or line.startswith("rowmask"):
             fields = [int(v) for v in line.split()[1:]]
             records[len(records) - 1]["masks"].setdefault(fields[0], []).append(fields[1:])
         else:
-            records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}, "kv_origins": {}}
+            records[len(records)] = {"visit": [int(v) for v in line.split()], "masks": {}, "kvorigin": {},
+                                     "qorigin": {}}
     assert len(records) == layout.num_tiles
     masks_checked = 0
     for t in range(layout.num_tiles):
@@ -162,9 +175,8 @@ def test_tile_visits_match_brute_force(driver, problem):
         assert all(0 <= u < kv_layout.num_tiles for u in visited)
         rows = token[t * 128:(t + 1) * 128]
         queries = rows[rows >= 0]
-        if natural:
-            mapped = torch.tensor(records[t]["tokens"])
-            assert torch.equal(mapped, rows), f"tile {t}: rows map to the wrong tokens"
+        mapped = torch.tensor(records[t]["tokens"])
+        assert torch.equal(mapped, rows), f"tile {t}: rows map to the wrong tokens"
         if len(queries) == 0:
             continue
         needed = set()
@@ -190,19 +202,46 @@ def test_tile_visits_match_brute_force(driver, problem):
                                     for r in range(128)], dtype=torch.bool)
                 assert torch.equal(got[real], want), f"tile {t}: wrong {kind} mask for KV tile {u}"
             masks_checked += 1
-    # in the model's order, the K/V load box at each printed origin holds exactly the KV layout's tile
+    # in the model's order, the load box at each printed origin holds exactly the layout's tile (K/V) or warpgroup
+    # half (Q, also where the output is stored), as TMA reads a box: per dimension ceil(span / step) positions `step`
+    # apart, row-major into shared memory, positions past the grid's end as zeros
     padded_grid = (1,) * (3 - len(problem["grid"])) + tuple(problem["grid"])
-    padded_tile = (1,) * (3 - len(kv_layout.tile)) + tuple(kv_layout.tile)
-    offsets = torch.stack(torch.meshgrid(*[torch.arange(n) for n in padded_tile], indexing="ij"), -1).reshape(-1, 3)
+
+    def box_tokens(origin: list[int], spans: list[int], steps: list[int]) -> torch.Tensor:
+        axes = [o + step * torch.arange(-(-span // step)) for o, span, step in zip(origin, spans, steps)]
+        pos = torch.stack(torch.meshgrid(*axes, indexing="ij"), -1).reshape(-1, 3)
+        inside = (pos < torch.tensor(padded_grid)).all(dim=1)
+        flat = (pos[:, 0] * padded_grid[1] + pos[:, 1]) * padded_grid[2] + pos[:, 2]
+        return torch.where(inside, flat, torch.full_like(flat, -1))
+
     origins_checked = 0
     for t, record in records.items():
-        for u, origin in record["kv_origins"].items():
-            pos = offsets + torch.tensor(origin)
-            inside = (pos < torch.tensor(padded_grid)).all(dim=1)
-            box_tokens = (pos[:, 0] * padded_grid[1] + pos[:, 1]) * padded_grid[2] + pos[:, 2]
-            box_tokens = torch.where(inside, box_tokens, torch.full_like(box_tokens, -1))
-            assert torch.equal(box_tokens, kv_token[u * 128:(u + 1) * 128]), f"tile {t}: K/V box of tile {u} misplaced"
+        for u, origin in record["kvorigin"].items():
+            assert torch.equal(box_tokens(origin, kv_spans, kv_steps), kv_token[u * 128:(u + 1) * 128]), \
+                f"tile {t}: K/V box of tile {u} misplaced"
             origins_checked += 1
-    assert origins_checked > 0 or not natural
+        for wg, origin in record["qorigin"].items():
+            assert torch.equal(box_tokens(origin, q_spans, q_steps), token[t * 128 + wg * 64:t * 128 + wg * 64 + 64]), \
+                f"tile {t}: Q box of warpgroup {wg} misplaced"
+            origins_checked += 1
+    assert origins_checked > 0
     assert masks_checked > 0 or all(records[t]["visit"][1] == records[t]["visit"][0]
                                     for t in (0, layout.num_tiles // 2, layout.num_tiles - 1))
+
+
+def test_dilated_problems_run_in_place_where_the_boxes_fit(monkeypatch):
+    """The backend's token order: the model's own for dilation 1; for dilation on the Hopper kernel where the strided
+    boxes fit TMA, unless DILATION_GATHER; the tiled layout (a gather in and out) otherwise and on sm100a."""
+    def params(grid, window, dilation):
+        x = torch.zeros(1, math.prod(grid), 1, 64)
+        return make_inputs(x, x, x, grid=grid, window=window, dilation=dilation).params
+
+    monkeypatch.setattr(cutlass, "DILATION_GATHER", False)
+    dilated = params((24, 48, 48), (8, 16, 16), 2)   # bench case dilation2_3d_55k
+    too_wide = params((999,), (100,), 3)             # 1D tiles of 128: a box of 384 positions
+    plain = params((24, 48, 48), (8, 16, 16), 1)
+    assert cutlass._natural(dilated, "sm90a") and not cutlass._natural(dilated, "sm100a")
+    assert not cutlass._natural(too_wide, "sm90a")
+    assert cutlass._natural(plain, "sm90a") and cutlass._natural(plain, "sm100a")
+    monkeypatch.setattr(cutlass, "DILATION_GATHER", True)
+    assert not cutlass._natural(dilated, "sm90a") and cutlass._natural(plain, "sm90a")

@@ -1,14 +1,17 @@
 // Test driver for the kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp, gna_tile_schedule.hpp)
 // on the CPU.
 // stdin: 27 ints (length, window, stride, dilation, causal, then tile_log2 and tiles_per_dim of the Q and of the KV
-// tiles; 3 dims each, padded at the front) and a natural-order flag. stdout, per Q tile: "count interior t0 t1 ..."
-// (KV tiles in visiting order, indices of the tiled KV sequence), then
-// with the flag "tokens r0 r1 ... r127" (the model-order token of each row of warpgroup 0's then 1's half, -1 past
-// the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
+// tiles; 3 dims each, padded at the front). Tiles are seen in the model's token order (TokenView natural; with
+// dilation, boxes of strided sub-grids). stdout: first "boxes" and the grid positions each box spans per dimension,
+// then the element strides it takes them with, of the Q half-tile boxes, then the K/V tile boxes, then 1 if TMA can
+// move them (TokenView::fits_tma of both views), else 0. Then per Q tile: "count interior t0 t1 ..." (KV tiles in
+// visiting order, indices of the tiled KV sequence), then "tokens r0 r1 ... r127" (the model-order token of each row
+// of warpgroup 0's then 1's half, -1 past the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
 // words of the keys it sees (KeyMask::tile_keys as the kernel's accumulator threads use it: l = base + e for base
 // 0, 2, 4, 6 and e 0, 1), then "rowmask u w0 ... w511": the same from row_keys (gna_row_mask.hpp, a whole row per
-// thread, as the Blackwell kernel uses it); with the flag, per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
-// position where the kernel's K/V load box of that tile starts. With the argument --divisors it checks FastDivisor
+// thread, as the Blackwell kernel uses it); per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
+// position where the kernel's K/V load box of that tile starts, and per warpgroup of those Q tiles "qorigin wg c0 c1
+// c2": where its Q load (and output store) box starts. With the argument --divisors it checks FastDivisor
 // against integer division instead: prints "ok", or the first wrong quotient and exits with 4. With --first-keys it
 // prints, for every key count 1..128 of a partial extra tile, "keys w0 w1 w2 w3": the keys each row sees
 // (KeyMask::first_keys as the accumulator threads use it, the same four words as "mask"). With --schedule Q_TILES
@@ -105,16 +108,19 @@ int main(int argc, char** argv) {
   for (int* row : rows)
     for (int i = 0; i < gna::kMaxDims; ++i)
       if (std::scanf("%d", &row[i]) != 1) return 2;
-  int natural = 0;
-  if (std::scanf("%d", &natural) != 1) return 2;
   p.finish();
   int groups = 1;
   for (int i = 0; i < gna::kMaxDims; ++i) groups *= p.dilation[i];
   int tiles = groups * p.q_tiles_per_group;
   gna::KeyMask key_mask = gna::KeyMask::make(p);
-  gna::TokenView view = gna::TokenView::make(p, p.q_tile_log2, natural != 0, 1, 1, 64, tiles * 128);
-  gna::TokenView kv_view =
-      gna::TokenView::make(p, p.kv_tile_log2, natural != 0, 1, 1, 64, groups * p.kv_tiles_per_group * 128);
+  gna::TokenView view = gna::TokenView::make(p, p.q_tile_log2, true, 1, 1, 64, tiles * 128);
+  gna::TokenView kv_view = gna::TokenView::make(p, p.kv_tile_log2, true, 1, 1, 64, groups * p.kv_tiles_per_group * 128);
+  std::printf("boxes");
+  for (int d = 0; d < gna::kMaxDims; ++d) std::printf(" %d", view.box_span(d, true));
+  for (int d = 0; d < gna::kMaxDims; ++d) std::printf(" %d", view.dilation[d]);
+  for (int d = 0; d < gna::kMaxDims; ++d) std::printf(" %d", kv_view.box_span(d, false));
+  for (int d = 0; d < gna::kMaxDims; ++d) std::printf(" %d", kv_view.dilation[d]);
+  std::printf(" %d\n", view.fits_tma() && kv_view.fits_tma() ? 1 : 0);
   for (int t = 0; t < tiles; ++t) {
     gna::TileBox box = gna::TileBox::make(p, t);
     std::printf("%d %d", box.count, box.interior_count);
@@ -125,13 +131,18 @@ int main(int argc, char** argv) {
     }
     std::printf("\n");
     bool sampled = t == 0 || t == tiles / 2 || t == tiles - 1;
-    if (sampled && natural) {
+    if (sampled) {
       gna::TileCursor at = gna::TileCursor::first(box);
       for (int loop = 0; loop < box.count; ++loop) {
         if (loop > 0) at.advance(box, loop);
         int c[gna::kMaxDims];
-        kv_view.origin(at.linear(p, box), at.kv, c);
+        kv_view.origin(at.linear(p, box), at.kv, box.group, c);
         std::printf("kvorigin %d %d %d %d\n", at.linear(p, box), c[0], c[1], c[2]);
+      }
+      for (int wg = 0; wg < 2; ++wg) {
+        int c[gna::kMaxDims];
+        view.half_origin(t, box.q_tile, box.group, wg, c);
+        std::printf("qorigin %d %d %d %d\n", wg, c[0], c[1], c[2]);
       }
     }
     if (sampled) {
@@ -158,12 +169,10 @@ int main(int argc, char** argv) {
         std::printf("\n");
       }
     }
-    if (natural) {
-      std::printf("tokens");
-      for (int wg = 0; wg < 2; ++wg)
-        for (int row = 0; row < 64; ++row) std::printf(" %d", view.token(t, box.q_tile, wg, row));
-      std::printf("\n");
-    }
+    std::printf("tokens");
+    for (int wg = 0; wg < 2; ++wg)
+      for (int row = 0; row < 64; ++row) std::printf(" %d", view.token(t, box.q_tile, box.group, wg, row));
+    std::printf("\n");
   }
   return 0;
 }

@@ -2,11 +2,13 @@
 kernels/gna_forward_sm100.cu).
 
 Each 128-token Q tile (a box of the grid, ops/tiles.py) visits only the box of 128-token KV tiles (boxes of a shape of
-their own, chosen per problem) covering its queries' windows and masks only partially covered tiles. With dilation 1
-the kernel reads and writes the model's own token order ([B, N, H, D], row-major grid) through multi-dimensional TMA
-boxes, so there is no permute at all; with dilation it runs on the tiled layout (ops/layout.py), permuted in and out
-by one gather each. Each (arch, dtype, head_dim, schedule) configuration is its own extension, built by ninja on first
-use (or ahead of time by `gna-diffusers build-kernels`) into a cache directory, with the compiler
+their own, chosen per problem) covering its queries' windows and masks only partially covered tiles. The Hopper kernel
+reads and writes the model's own token order ([B, N, H, D], row-major grid) through multi-dimensional TMA boxes, so
+there is no permute at all; with dilation a tile is a box of its dilation group, a strided sub-grid, read with TMA
+element strides where those boxes fit TMA (`strided_boxes_fit`). Other dilated problems (and every dilated one on
+sm100a, or with DILATION_GATHER) run on the tiled layout (ops/layout.py), permuted in and out by one gather each.
+Each (arch, dtype, head_dim, schedule) configuration is its own extension, built by ninja on first use (or ahead of
+time by `gna-diffusers build-kernels`) into a cache directory, with the compiler
 `toolchain.find_toolchain()` finds (a CUDA toolkit, else nvcc from PyPI).
 Nothing is compiled at import. Without nvcc, CUTLASS headers or a compute-capability-9.0/10.0 GPU, `why_not` says why
 and `auto` picks the next backend (flex). The sm100a kernel has been compiled and its SASS checked, never run here: on
@@ -78,6 +80,12 @@ SCHEDULES = {"single": ["-DGNA_ONE_TILE_PER_CTA"], "persistent": []}
 SCHEDULE: Optional[str] = None
 # Cap on the CTAs a persistent build launches (None: one per SM); tests set it small so each CTA walks many tiles.
 MAX_CTAS: Optional[int] = None
+# Forces dilated problems onto the gather into the tiled layout and back even where the Hopper kernel could read them
+# in place (A/B runs: GNA_DILATION_GATHER=1).
+DILATION_GATHER: bool = os.environ.get("GNA_DILATION_GATHER", "") == "1"
+# What one TMA box may span per dimension, and its largest element stride (cuTensorMapEncodeTiled).
+TMA_BOX_LIMIT = 256
+TMA_STEP_LIMIT = 8
 # The sm100a self-check's problems have fewer work tiles than a B200 has SMs: with its CTAs capped, each persistent
 # CTA walks several tiles, so the check reaches the pipeline state carried from tile to tile.
 SELFCHECK_MAX_CTAS = 3
@@ -237,7 +245,7 @@ def _layout_indices(grid: tuple[int, ...], tile: tuple[int, ...], dilation: tupl
 
     Cached on the device, so a configuration's first call must not be the one a CUDA graph captures (the copy from
     the host cannot be captured) nor run inside torch.compile's CUDA-graph warm-up (the cached tensors would sit in
-    the graphs' private memory pool): warm up eagerly first. Only dilated problems use them."""
+    the graphs' private memory pool): warm up eagerly first. Only dilated problems on the gather path use them."""
     layout = TiledLayout.make(grid, tile, dilation)
     coords = layout.coordinates()
     valid = (coords < torch.tensor(grid)).all(dim=1)
@@ -306,9 +314,19 @@ def _from_tiled(y: torch.Tensor, layout: TiledLayout, dim: int = 1) -> torch.Ten
     return y.index_select(dim, scatter)
 
 
-def _natural(params: GNAParams) -> bool:
-    """The kernel reads the model's token order directly unless a dilation splits the grid into groups."""
-    return all(d == 1 for d in params.dilation)
+def strided_boxes_fit(plan: Plan, dilation: tuple[int, ...]) -> bool:
+    """Whether TMA can load a dilated problem's tiles from the model's token order: a tile of side t spans t * d grid
+    positions taken with element stride d (kernels/gna_token_view.hpp, TokenView::fits_tma)."""
+    return all(d <= TMA_STEP_LIMIT and max(q, kv) * d <= TMA_BOX_LIMIT
+               for q, kv, d in zip(plan.q_layout.tile, plan.kv_layout.tile, dilation))
+
+
+def _natural(params: GNAParams, arch: Optional[str] = "sm90a") -> bool:
+    """Whether the kernel of `arch` runs on the model's token order in place: always with dilation 1; with dilation on
+    the Hopper kernel where the strided boxes fit, unless DILATION_GATHER (sm100a gathers dilated problems)."""
+    if all(d == 1 for d in params.dilation):
+        return True
+    return arch == "sm90a" and not DILATION_GATHER and strided_boxes_fit(_plan(params), params.dilation)
 
 
 class ExtraTokens(NamedTuple):
@@ -408,7 +426,7 @@ def cutlass_forward(inputs: GNAInputs, schedule: Optional[str] = None,
                     max_ctas: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """GNA through the kernel (`schedule` and `max_ctas`: see _kernel_call), with the extra tokens."""
     plan = _plan(inputs.params)
-    natural = _natural(inputs.params)
+    natural = _natural(inputs.params, arch_of(inputs.device))
     in_kernel = arch_of(inputs.device) == "sm90a"
     run = _kernel_call(inputs, plan.flat, natural, schedule, max_ctas)
     out, lse = run(*_kernel_inputs(inputs, plan, natural), extra=extra_tokens(inputs) if in_kernel else None)
@@ -426,7 +444,7 @@ def kernel_only(inputs: GNAInputs) -> Callable[[], object]:
     """A closure running the kernel alone (inputs already tiled where the kernel needs the tiled layout, extra tokens
     already compacted), for benchmarks."""
     plan = _plan(inputs.params)
-    natural = _natural(inputs.params)
+    natural = _natural(inputs.params, arch_of(inputs.device))
     run = _kernel_call(inputs, plan.flat, natural)
     q, k, v = _kernel_inputs(inputs, plan, natural)
     extra = extra_tokens(inputs)
