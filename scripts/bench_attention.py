@@ -173,6 +173,10 @@ def run_case(case: Case, backends: list[str], dtype: torch.dtype, head_dim: int)
         ms = interleaved_time_ms(fns)
         base_ms, total, kernel = ms["dense"], ms["total"], ms.get("kernel", ms["total"])
         bound, kernel_sim = case_tile_bound(case, name)
+        order = None  # cutlass: the model's token order in place, or the tiled layout (gathered in and out)
+        if name == "cutlass":
+            from gna_diffusers.backends import cutlass
+            order = "natural" if cutlass._natural(p, cutlass.arch_of(q.device)) else "tiled"
         q_tile, kv_tile = kernel_sim.q_tile, kernel_sim.kv_tile
         dense_flops = 4 * case.heads * head_dim * n * (n + valid)
         rows.append({
@@ -184,7 +188,7 @@ def run_case(case: Case, backends: list[str], dtype: torch.dtype, head_dim: int)
             "fully_block_sparse": kernel_sim.fully_block_sparse, "q_tile": list(q_tile), "kv_tile": list(kv_tile),
             "tile_bound": bound, "sol_fraction": base_ms * density / kernel, "tile_sol": base_ms / bound / kernel,
             "effective_tflops": dense_flops * density / kernel / 1e9, "dense_tflops": dense_flops / base_ms / 1e9,
-            "layout_ratio": total / kernel, **environment(),
+            "layout_ratio": total / kernel, "token_order": order, **environment(),
         })
     del q, k, v, extra, dense_k, dense_v
     torch.cuda.empty_cache()

@@ -4,7 +4,8 @@ kernel on a compute-capability-10.0 GPU).
 Every configuration draws fresh random inputs; the kernel's own output buffers are NaN-poisoned before it runs, so an
 unwritten element or a NaN anywhere fails. Extra (text) tokens come unmasked or with a mask: random (valid tokens
 anywhere), prefix (each batch entry's first few valid), or with the first batch entry's all masked out, which must
-give exactly the output without extra tokens.
+give exactly the output without extra tokens. Dilated problems run in place (the model's token order, strided TMA
+boxes) where the boxes fit, and must give bit for bit what the gather into the tiled layout gives.
 """
 
 from __future__ import annotations
@@ -70,17 +71,27 @@ FIXED = [
     dict(grid=(1000,), window=(1000,), stride=(1,), dilation=(1,), causal=(True,)),
     dict(grid=(12, 20, 18), window=(5, 7, 6), stride=(2, 3, 1), dilation=(2, 2, 3), causal=(True, False, True)),
     dict(grid=(33, 47), window=(9, 13), stride=(1, 1), dilation=(1, 1), causal=(False, False)),
+    # dilated in place: lengths not divisible by the dilation (groups of unequal length), causal, dilation up to 8
+    # (TMA's largest element stride), 1D tiles of 128 whose strided box spans exactly 256 positions
+    dict(grid=(13, 21, 19), window=(5, 7, 6), stride=(2, 3, 1), dilation=(2, 2, 3), causal=(True, False, True)),
+    dict(grid=(45, 38), window=(9, 7), stride=(1, 1), dilation=(2, 3), causal=(False, True)),
+    dict(grid=(40, 67), window=(8, 8), stride=(4, 1), dilation=(1, 8), causal=(False, False)),
+    dict(grid=(999,), window=(100,), stride=(1,), dilation=(2,), causal=(False,)),
+    # a strided box too large for TMA (128 x 3 positions): the gather path
+    dict(grid=(999,), window=(100,), stride=(1,), dilation=(3,), causal=(True,)),
 ]
 
 
 # Extra (text) tokens: M below, at and above one 128-key tile, masked in every way, on blocked, stride-1, dilated
-# (tiled layout) and causal problems, with batch entries of different valid counts.
+# (in place and gathered) and causal problems, with batch entries of different valid counts.
 EXTRA = [
     (FIXED[1], 256, "prefix", 2),          # HunyuanVideo-like: 256 text tokens, a few dozen valid per entry
     (FIXED[0], 512, None, 1),               # FLUX-like: 512 unmasked
     (FIXED[6], 129, "random", 2),          # one key past a tile, valid tokens anywhere
     (FIXED[2], 128, "first_empty", 2),     # exactly one tile; the first entry sees no extra token
-    (FIXED[5], 200, "random", 2),          # dilated: the tiled layout
+    (FIXED[5], 200, "random", 2),          # dilated
+    (FIXED[7], 150, "prefix", 2),          # dilated, groups of unequal length, causal
+    (FIXED[11], 40, None, 1),               # dilated, gathered
     (FIXED[4], 77, "prefix", 2),            # causal 1D
     (FIXED[3], 1, None, 2),                 # a single extra token
     (FIXED[6], 300, "first_empty", 1),     # every extra token masked out
@@ -144,7 +155,7 @@ def _run_one(cfg: dict, seed: int) -> None:
     inputs = make_inputs(q, k, v, grid=cfg["grid"], window=cfg["window"], stride=cfg["stride"],
                          dilation=cfg["dilation"], causal=cfg["causal"], **extra)
     plan = cutlass._plan(inputs.params)
-    for natural in ((True, False) if cutlass._natural(inputs.params) else (False,)):
+    for natural in ((True, False) if cutlass._natural(inputs.params, cutlass.arch_of(q.device)) else (False,)):
         qk_v = cutlass._kernel_inputs(inputs, plan, natural)
         out_k = torch.full_like(qk_v[0], float("nan"))
         lse_k = torch.full((out_k.shape[0], out_k.shape[2], out_k.shape[1]), float("nan"), device="cuda")
@@ -182,6 +193,38 @@ def test_persistent_ctas_walk_many_tiles(index, monkeypatch):
     monkeypatch.setattr(cutlass, "SCHEDULE", "persistent")
     monkeypatch.setattr(cutlass, "MAX_CTAS", 1 + index % 5)
     _run_one(_configs()[index], seed=5000 + index)
+
+
+DILATED = [i for i, cfg in enumerate(_configs()) if any(d > 1 for d in cfg["dilation"])]
+
+
+@pytest.mark.parametrize("index", DILATED)
+def test_dilation_in_place_matches_gather(index, monkeypatch):
+    """A dilated problem read and written in place gives bit for bit what the gather into the tiled layout and back
+    gives (the same tiles in the same order; padding keys are masked either way), and the in-place path is taken
+    wherever the strided boxes fit TMA."""
+    _needs_hopper()
+    cfg = _configs()[index]
+    gen = torch.Generator(device="cuda").manual_seed(9000 + index)
+    shape = (cfg["batch"], math.prod(cfg["grid"]), cfg["heads"], cfg["head_dim"])
+    q, k, v = (torch.randn(shape, device="cuda", dtype=cfg["dtype"], generator=gen) for _ in range(3))
+    extra = {}
+    if cfg["extra"]:
+        xshape = (cfg["batch"], cfg["extra"], cfg["heads"], cfg["head_dim"])
+        extra = dict(extra_key=torch.randn(xshape, device="cuda", dtype=cfg["dtype"], generator=gen),
+                     extra_value=torch.randn(xshape, device="cuda", dtype=cfg["dtype"], generator=gen))
+    kwargs = dict(grid=cfg["grid"], window=cfg["window"], stride=cfg["stride"], dilation=cfg["dilation"],
+                  causal=cfg["causal"], return_lse=True, **extra)
+    params = make_inputs(q, k, v, **{key: kwargs[key] for key in ("grid", "window", "stride", "dilation",
+                                                                  "causal")}).params
+    monkeypatch.setattr(cutlass, "DILATION_GATHER", False)
+    assert cutlass._natural(params, "sm90a") == cutlass.strided_boxes_fit(cutlass._plan(params), cfg["dilation"])
+    in_place = gna_attention(q, k, v, backend="cutlass", **kwargs)
+    monkeypatch.setattr(cutlass, "DILATION_GATHER", True)
+    assert not cutlass._natural(params, "sm90a")
+    gathered = gna_attention(q, k, v, backend="cutlass", **kwargs)
+    assert torch.equal(in_place[0], gathered[0]) and torch.equal(in_place[1], gathered[1]), \
+        f"in place and gathered differ for {cfg}"
 
 
 def test_auto_prefers_cutlass_on_hopper():
