@@ -1,9 +1,9 @@
 """The cutlass `gna_attention` call inside CUDA graphs (Hopper): captured after a warm-up on a side stream, replayed on
 fresh inputs copied into the static tensors, its output (NaN-poisoned before every replay) must equal the eager call's
-bit for bit and the float32 reference within the tolerance of test_cutlass_gpu.py. Covers the model's token order, the
-tiled layout (dilation: gathers in and out), the persistent schedule (a fully block-sparse problem), extra tokens
-without a mask (per-call counts) and with one (compaction on the device, no host sync), and torch.compile's own CUDA
-graphs (mode="reduce-overhead")."""
+bit for bit and the float32 reference within the tolerance of test_cutlass_gpu.py. Covers the model's token order
+(dilated too: strided boxes in place), the tiled layout (a dilation too wide for strided boxes: gathers in and out),
+the persistent schedule (a fully block-sparse problem), extra tokens without a mask (per-call counts) and with one
+(compaction on the device, no host sync), and torch.compile's own CUDA graphs (mode="reduce-overhead")."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ pytestmark = pytest.mark.gpu
 DTYPE, HEAD_DIM, BATCH, HEADS, EXTRA = torch.bfloat16, 128, 2, 2, 77
 SHAPES = {
     "natural": dict(grid=(16, 24), window=(7, 9), stride=(1, 2)),                 # masked tiles: one tile per CTA
-    "tiled": dict(grid=(12, 20), window=(5, 7), dilation=(2, 2), causal=(True, False)),
+    "dilated": dict(grid=(12, 20), window=(5, 7), dilation=(2, 2), causal=(True, False)),
+    "tiled": dict(grid=(400,), window=(40,), dilation=(3,), causal=(True,)),     # 1D tiles of 128 x 3: gathered
     "persistent": dict(grid=(8, 16, 32), window=(4, 8, 16), stride=(4, 8, 8)),   # fully block-sparse
 }
 

@@ -321,7 +321,7 @@ def strided_boxes_fit(plan: Plan, dilation: tuple[int, ...]) -> bool:
                for q, kv, d in zip(plan.q_layout.tile, plan.kv_layout.tile, dilation))
 
 
-def _natural(params: GNAParams, arch: Optional[str] = "sm90a") -> bool:
+def _natural(params: GNAParams, arch: Optional[str]) -> bool:
     """Whether the kernel of `arch` runs on the model's token order in place: always with dilation 1; with dilation on
     the Hopper kernel where the strided boxes fit, unless DILATION_GATHER (sm100a gathers dilated problems)."""
     if all(d == 1 for d in params.dilation):
