@@ -46,3 +46,18 @@ def test_tile_bound_counts_the_kernels_tiles(case) -> None:
     # the case is one where dropping causal/dilation changes the bound, so the check above can tell
     plain, _ = bench.case_tile_bound(dataclasses.replace(case, causal=False, dilation=1), "cutlass")
     assert plain != pytest.approx(expected)
+
+
+def test_spread_takes_each_case_and_backend_apart() -> None:
+    """The bar is the lowest of several runs: the spread must not mix cases or backends, and must take the whole
+    call's tile SOL from the call's own time."""
+    def row(case: str, backend: str, sol: float, call_sol: float) -> dict:
+        return {"case": case, "backend": backend, "sol_fraction": sol, "tile_sol": sol * 2,
+                "tile_sol_call": call_sol, "kernel_ms": 1.0, "dense_ms": 2.0}
+    rows = [row("a", "cutlass", 0.9, 0.7), row("a", "cutlass", 0.8, 0.9), row("a", "cutlass", 0.95, 0.8),
+            row("a", "flex", 0.1, 0.1), row("b", "cutlass", 0.5, 0.4)]
+    spread = {(r["case"], r["backend"]): r for r in bench.spread_rows(rows)}
+    assert set(spread) == {("a", "cutlass"), ("a", "flex"), ("b", "cutlass")}
+    a = spread["a", "cutlass"]
+    assert (a["runs"], a["sol_min"], a["sol_median"], a["sol_max"]) == (3, 0.8, 0.9, 0.95)
+    assert (a["tile_sol_min"], a["tile_sol_call_min"]) == (1.6, 0.7)
