@@ -21,23 +21,26 @@ from gna_diffusers.whole_pipeline import (
 )
 from spies import counting_backend
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "cosmos_predict2": [4, 6],
+         "cosmos_predict2_video": [3, 4, 6], "flux2": [12, 16], "qwen_image": [12, 16], "hunyuan_video15": [3, 8, 12]}
 RECORD_KEYS = {"model", "gpu", "steps", "dense_steps", "text_encode_s", "dense_step_s", "gna_step_s", "vae_decode_s",
                "other_s", "total_dense_s", "total_gna_s", "speedup", "options"}
 
 
 def _spec(model: str) -> PipelineSpec:
     builder, call_args = TINY_PIPELINES[model]
-    recipe = {"model": model, "grid": GRIDS[model], "dense_steps": 0.3, "backend": "reference",
+    key = "cosmos" if model.startswith("cosmos") else model          # Cosmos-Predict2 recipes say `model: cosmos`
+    recipe = {"model": key, "grid": GRIDS[model], "dense_steps": 0.3, "backend": "reference",
               "layers": [{"blocks": "all", "window": [2] * len(GRIDS[model])}]}
-    return PipelineSpec(model, lambda device, dtype: builder(0).to(device), call_args, 10, recipe, {"tiny": True})
+    return PipelineSpec(key, lambda device, dtype: builder(0).to(device), call_args, 10, recipe, {"tiny": True})
 
 
-@pytest.mark.parametrize("model", ["flux", "hunyuan_video"])
+@pytest.mark.parametrize("model", sorted(GRIDS))
 def test_phases_add_up(model: str) -> None:
     spec = _spec(model)
     record = time_whole_pipeline(spec, torch.device("cpu"), torch.float32)
     assert RECORD_KEYS <= set(record)
+    assert record["grid"] == GRIDS[model]
     assert record["dense_steps"] == 3
     assert [m for m, _ in record["measured"]["stock_steps"]] == ["dense", "dense"]
     assert [m for m, _ in record["measured"]["gna_steps"]] == ["dense", "dense", "gna", "gna"]
