@@ -646,10 +646,11 @@ def _qwen_image(device: torch.device, dtype: torch.dtype):
         transformer=build_random("qwen_image", device, dtype))
 
 
-def _spec(name: str, build: Callable[[torch.device, torch.dtype], object], call_args: dict, steps: int, recipe: str,
-          options: dict, offload: tuple[str, ...] = ()) -> PipelineSpec:
-    """A spec whose record names the checkpoint whose configs it builds (Cosmos specs share `model: cosmos`)."""
-    full = FULL_SIZE["hunyuan_video" if name.startswith("hunyuan_video_") else name]
+def _spec(full_size: str, build: Callable[[torch.device, torch.dtype], object], call_args: dict, steps: int,
+          recipe: str, options: dict, offload: tuple[str, ...] = ()) -> PipelineSpec:
+    """A spec whose record names the checkpoint (FULL_SIZE key `full_size`) whose configs it builds: Cosmos specs
+    share `model: cosmos`."""
+    full = FULL_SIZE[full_size]
     return PipelineSpec(full.model, build, call_args, steps, recipe, {"checkpoint": full.checkpoint, **options},
                         offload)
 
@@ -664,7 +665,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         {"vae_tiling": True, "resolution": "768x1280x117", "prompt_template": "bare (the template's 95 system "
          "tokens are not encoded; the transformer still sees 256 text slots)"}),
     "hunyuan_video_129f": _spec(          # diffusers' default size: 720x1280, 129 frames
-        "hunyuan_video_129f", _hunyuan_video,
+        "hunyuan_video", _hunyuan_video,
         dict(height=720, width=1280, num_frames=129, prompt_template={"template": "{}", "crop_start": 0}),
         50, "hunyuan-video-720p-129f",
         {"vae_tiling": True, "resolution": "720x1280x129", "prompt_template": "bare (the template's 95 system "
