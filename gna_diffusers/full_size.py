@@ -184,7 +184,8 @@ FULL_SIZE = {
 
 def random_module(cls: type, config, device: torch.device, dtype: torch.dtype = torch.bfloat16) -> torch.nn.Module:
     """`cls(config)` (a transformers config object) or `cls(**config)` (diffusers keyword arguments) with random
-    weights, created directly in `dtype` on `device`: no float32 copy, no host round trip."""
+    weights, created directly in `dtype` on `device`: no float32 copy, no host round trip. `device` may be `meta`: the
+    module's structure and sizes without memory."""
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
@@ -192,7 +193,8 @@ def random_module(cls: type, config, device: torch.device, dtype: torch.dtype = 
             module = cls(**config) if isinstance(config, dict) else cls(config)
     finally:
         torch.set_default_dtype(previous)
-    return module.eval().requires_grad_(False)
+    # a buffer cloned from a module-level tensor (the Cosmos VAE's wavelets) escapes the device context
+    return module.to(device).eval().requires_grad_(False)
 
 
 def build_random(model: str, device: torch.device, dtype: torch.dtype = torch.bfloat16,

@@ -4,19 +4,24 @@ Full-size pipelines are built from the published configs with random weights (te
 scheduler, transformer, VAE), so they run where the weights cannot be downloaded; speed only, never fidelity. A few
 steps of each kind are measured inside real pipeline calls; the total for the pipeline's default step count is the
 measured phases added up: text encoding + each kind of step times its count + VAE decode + everything else in the
-call. Both sides can get the same options: torch.compile, FP8 linears (torchao), a diffusers cache hook.
+call. Both sides can get the same options: torch.compile, FP8 linears (torchao), a diffusers cache hook. A pipeline
+whose weights would leave one GPU too little room for activations keeps its text encoder in host memory, streamed to
+the GPU while it runs, on both sides; one that cannot fit at all is refused before anything is built.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
+import itertools
 import statistics
 import time
 from collections import Counter
 from dataclasses import dataclass
 from typing import Callable, Mapping, Optional, Sequence, Union
 
+import PIL.Image
 import torch
 from torch._dynamo.utils import counters
 from diffusers.hooks import TaylorSeerCacheConfig
@@ -39,6 +44,8 @@ class PipelineSpec:
     steps: int                                   # the pipeline's default number of denoising steps
     recipe: Union[str, Mapping]                  # the recipe measured: a shipped name or a dict
     options: dict                                # what the record must say about how the pipeline ran
+    # components kept in host memory and streamed to the GPU while they run (`stream_from_host`), on both sides
+    offload: tuple[str, ...] = ()
 
 
 # ---------------------------------------------------------------- caches
@@ -199,13 +206,54 @@ def quantize_fp8(transformer: torch.nn.Module) -> dict:
             "torchao": torchao.__version__, "linears": quantized, "kept_in_bf16": kept}
 
 
+# ---------------------------------------------------------------- memory
+
+GIB = 2 ** 30
+# Room a run needs beside the weights it keeps on the GPU, the largest activations among the pipelines timed here:
+# HunyuanVideo 1.5's dense step builds an N x N boolean mask of 113,585^2 bytes (12 GiB) that SDPA turns into a bf16
+# bias (24 GiB), with the step's other activations on top.
+ACTIVATION_ROOM_GIB = 40
+
+
+def weight_bytes(pipe) -> dict[str, int]:
+    """Bytes of each model component's parameters and buffers, as built (a `meta` build costs no memory)."""
+    return {name: sum(t.numel() * t.element_size() for t in itertools.chain(module.parameters(), module.buffers()))
+            for name, module in pipe.components.items() if isinstance(module, torch.nn.Module)}
+
+
+def require_memory(spec: PipelineSpec, weights: Mapping[str, int], total_bytes: int) -> None:
+    """Raise GPURequiredError, before anything is built on the GPU, unless the spec's weights fit in `total_bytes`:
+    all of them while the pipeline is built (offloaded components are built on the GPU, then moved to host memory),
+    and those it keeps on the GPU with ACTIVATION_ROOM_GIB to spare while it runs."""
+    built = sum(weights.values())
+    resident = sum(size for name, size in weights.items() if name not in spec.offload)
+    need = max(built, resident + ACTIVATION_ROOM_GIB * GIB)
+    if need > total_bytes:
+        kept = f"{resident / GIB:.1f} GiB of them kept on the GPU" + (
+            f" ({', '.join(spec.offload)} streamed from host memory)" if spec.offload else "")
+        raise GPURequiredError(
+            f"{spec.model} whole pipeline: {built / GIB:.1f} GiB of bf16 weights, {kept}, need {need / GIB:.1f} GiB "
+            f"with {ACTIVATION_ROOM_GIB} GiB for activations; this GPU has {total_bytes / GIB:.1f} GiB (use a GPU "
+            f"with more memory, or offload more components in the spec)")
+
+
+def stream_from_host(module: torch.nn.Module, device: torch.device) -> None:
+    """Keep `module` in pinned host memory and stream each layer's weights to `device` as it runs, the next layer's
+    copy overlapping the current layer's compute: diffusers' group offloading at leaf level, which needs no block
+    structure, so it fits any transformers text encoder."""
+    from diffusers.hooks import apply_group_offloading
+    apply_group_offloading(module, onload_device=device, offload_device=torch.device("cpu"),
+                           offload_type="leaf_level", use_stream=True)
+
+
 # ---------------------------------------------------------------- timing
 
 class PhaseTimer:
     """Times one pipeline call phase by phase (the GPU synchronised at every boundary).
 
     Text encoding is `encode_prompt`, the VAE phase is `vae.decode`, a step runs from its first transformer call to
-    the pipeline's step-end callback (so preparing latents and timesteps counts as `other`), and `other` is the whole
+    the pipeline's step-end callback, or its scheduler step where it takes no callback (so preparing latents and
+    timesteps counts as `other`), and `other` is the whole
     call less the named phases. A step is labelled `step_kind(dense, computed)`: dense or gna from GNA's state in that
     step, computed from `computed` (the cache's schedule for this call; None: no cache, every step runs)."""
 
@@ -233,13 +281,23 @@ class PhaseTimer:
         if self._step_start is None:
             self._step_start = self._now()
 
-    def step_end(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
-        """The pipeline's `callback_on_step_end`."""
-        state = gna_state(pipe)
-        kind = step_kind(state is None or state.dense_now, self.computed is None or self.computed[step])
+    def _step_ends(self) -> None:
+        state = gna_state(self.pipe)
+        kind = step_kind(state is None or state.dense_now, self.computed is None or self.computed[len(self.steps)])
         self.steps.append((kind, self._now() - self._step_start))
         self._step_start = None
+
+    def step_end(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
+        """The pipeline's `callback_on_step_end`."""
+        self._step_ends()
         return callback_kwargs
+
+    def _ending_steps(self, step: Callable) -> Callable:
+        def run(*args, **kwargs):
+            out = step(*args, **kwargs)
+            self._step_ends()
+            return out
+        return run
 
     def call(self, **kwargs):
         """Run `pipe(**kwargs)` with every phase timed; returns the pipeline's output."""
@@ -247,13 +305,20 @@ class PhaseTimer:
         pipe.encode_prompt = self._timed(type(pipe).encode_prompt.__get__(pipe), "text_s")
         pipe.vae.decode = self._timed(type(pipe.vae).decode.__get__(pipe.vae), "vae_s")
         hook = pipe.transformer.register_forward_pre_hook(self._step_begins, with_kwargs=True)
+        # a step ends at the step-end callback; HunyuanVideo 1.5 takes none, and ends each step with its one
+        # scheduler step (Cosmos-1.0 makes two scheduler steps a step, so the callback wherever there is one)
+        if "callback_on_step_end" in inspect.signature(type(pipe).__call__).parameters:
+            kwargs = {**kwargs, "callback_on_step_end": self.step_end}
+        else:
+            pipe.scheduler.step = self._ending_steps(type(pipe.scheduler).step.__get__(pipe.scheduler))
         try:
             start = self._now()
-            out = pipe(callback_on_step_end=self.step_end, **kwargs)
+            out = pipe(**kwargs)
             self.total_s = self._now() - start
         finally:
             hook.remove()
             del pipe.encode_prompt, pipe.vae.decode       # the class methods show through again
+            vars(pipe.scheduler).pop("step", None)
         return out
 
     @property
@@ -295,7 +360,8 @@ def time_whole_pipeline(spec: PipelineSpec, device: torch.device, dtype: torch.d
     `measured_steps` steps of each kind it has: dense (stock), dense then gna (GNA), and with a cache each of those
     predicted too ("-cached"; the cache's warm-up shortened by `measurement_config`). Totals for `spec.steps` steps add
     the phases: each kind's median times its count in a full run, where the recipe's first dense steps and the cache's
-    own schedule (`cache_schedule`) both count from the first step."""
+    own schedule (`cache_schedule`) both count from the first step. A spec whose weights cannot fit on `device` is
+    refused before anything is built there (`require_memory`)."""
     if cache is not None and cache not in CACHES:
         raise ValueError(f"cache={cache!r}: not one of {', '.join(sorted(CACHES))}")
     if fp8:
@@ -303,10 +369,17 @@ def time_whole_pipeline(spec: PipelineSpec, device: torch.device, dtype: torch.d
         if dtype != torch.bfloat16:
             raise ValueError(f"fp8: per-row FP8 scales need bfloat16 weights; dtype is {dtype}")
     recipe = load_recipe(recipe or spec.recipe)
+    weights = weight_bytes(spec.build(torch.device("meta"), dtype))
+    if device.type == "cuda":
+        require_memory(spec, weights, torch.cuda.get_device_properties(device).total_memory)
     pipe = spec.build(device, dtype)
+    for name in spec.offload:
+        stream_from_host(getattr(pipe, name), device)
     pipe.set_progress_bar_config(disable=True)
     options = {**spec.options, "compile": False, "dtype": str(dtype).replace("torch.", ""),
-               "fp8": quantize_fp8(pipe.transformer) if fp8 else None, "cache": None}
+               "fp8": quantize_fp8(pipe.transformer) if fp8 else None, "cache": None,
+               "weights_gib": {name: round(size / GIB, 2) for name, size in weights.items()},
+               "offloaded": list(spec.offload)}
     full, measuring = [True] * spec.steps, [True] * 256
     compiling = contextlib.nullcontext()
     if cache is not None:
@@ -385,6 +458,23 @@ def time_whole_pipeline(spec: PipelineSpec, device: torch.device, dtype: torch.d
 
 # ---------------------------------------------------------------- full-size pipelines, random weights
 
+def _t5_11b():
+    """google-t5/t5-11b's encoder (T5 1.0, ReLU feed-forward, 1024 wide), the text encoder of Cosmos-1.0 and
+    Cosmos-Predict2."""
+    from transformers import T5Config
+    return T5Config(d_model=1024, d_ff=65536, d_kv=128, num_heads=128, num_layers=24, feed_forward_proj="relu",
+                    vocab_size=32128, is_encoder_decoder=False, use_cache=False)
+
+
+def _qwen25_vl_7b_text() -> dict:
+    """Qwen/Qwen2.5-VL-7B-Instruct's language model (text_config), the text encoder of Qwen-Image and, without the
+    vision tower, of HunyuanVideo 1.5."""
+    return dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28,
+                num_key_value_heads=4, vocab_size=152064, rms_norm_eps=1e-6, max_position_embeddings=128000,
+                rope_theta=1000000.0, rope_scaling={"mrope_section": [16, 24, 24], "rope_type": "default",
+                                                    "type": "default"})
+
+
 def _hunyuan_video(device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline
     from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
@@ -429,13 +519,195 @@ def _flux(device: torch.device, dtype: torch.dtype):
         transformer=build_random("flux", device, dtype))
 
 
+def _cosmos(device: torch.device, dtype: torch.dtype):
+    from diffusers import AutoencoderKLCosmos, CosmosTextToWorldPipeline, EDMEulerScheduler
+    from transformers import T5EncoderModel
+
+    from .tiny import AlwaysSafe, t5_tokenizer
+    # nvidia/Cosmos-1.0-Diffusion-7B-Text2World: T5-11B's encoder, the Cosmos-1.0-Tokenizer-CV8x8x8 VAE (diffusers'
+    # defaults for AutoencoderKLCosmos), its EDM scheduler; no guardrail model offline, so everything passes
+    with torch.device(device):
+        safety_checker = AlwaysSafe()
+    return CosmosTextToWorldPipeline(
+        text_encoder=random_module(T5EncoderModel, _t5_11b(), device, dtype), tokenizer=t5_tokenizer(512),
+        transformer=build_random("cosmos", device, dtype), vae=random_module(AutoencoderKLCosmos, {}, device, dtype),
+        scheduler=EDMEulerScheduler(sigma_min=0.002, sigma_max=80, sigma_data=0.5, sigma_schedule="karras",
+                                    num_train_timesteps=1000, prediction_type="epsilon", rho=7.0,
+                                    final_sigmas_type="sigma_min"),
+        safety_checker=safety_checker)
+
+
+def _cosmos_predict2(model: str) -> Callable[[torch.device, torch.dtype], object]:
+    """nvidia/Cosmos-Predict2-2B-Text2Image (`cosmos_predict2`) or -Video2World (`cosmos_predict2_video`): T5-11B's
+    encoder, Wan 2.1's VAE (diffusers' defaults for AutoencoderKLWan), flow matching with Karras sigmas."""
+    def build(device: torch.device, dtype: torch.dtype):
+        from diffusers import (AutoencoderKLWan, Cosmos2TextToImagePipeline, Cosmos2VideoToWorldPipeline,
+                               FlowMatchEulerDiscreteScheduler)
+        from transformers import T5EncoderModel
+
+        from .tiny import AlwaysSafe, t5_tokenizer
+        pipeline = Cosmos2VideoToWorldPipeline if model == "cosmos_predict2_video" else Cosmos2TextToImagePipeline
+        with torch.device(device):
+            safety_checker = AlwaysSafe()
+        return pipeline(
+            text_encoder=random_module(T5EncoderModel, _t5_11b(), device, dtype), tokenizer=t5_tokenizer(512),
+            transformer=build_random(model, device, dtype), vae=random_module(AutoencoderKLWan, {}, device, dtype),
+            scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True), safety_checker=safety_checker)
+    return build
+
+
+def _wan(device: torch.device, dtype: torch.dtype):
+    from diffusers import AutoencoderKLWan, UniPCMultistepScheduler, WanPipeline
+    from transformers import UMT5Config, UMT5EncoderModel
+
+    from .tiny import t5_tokenizer
+    # Wan-AI/Wan2.1-T2V-14B-Diffusers: text_encoder is UMT5-XXL's encoder, the Wan 2.1 VAE (diffusers' defaults for
+    # AutoencoderKLWan), UniPC with flow sigmas, shift 3
+    umt5 = UMT5Config(d_model=4096, d_ff=10240, d_kv=64, num_heads=64, num_layers=24, vocab_size=256384,
+                      feed_forward_proj="gated-gelu", relative_attention_num_buckets=32,
+                      relative_attention_max_distance=128, is_encoder_decoder=False, use_cache=False)
+    return WanPipeline(
+        tokenizer=t5_tokenizer(512), text_encoder=random_module(UMT5EncoderModel, umt5, device, dtype),
+        transformer=build_random("wan", device, dtype), vae=random_module(AutoencoderKLWan, {}, device, dtype),
+        scheduler=UniPCMultistepScheduler(prediction_type="flow_prediction", use_flow_sigmas=True, flow_shift=3.0))
+
+
+def _hunyuan_video15(device: torch.device, dtype: torch.dtype):
+    from diffusers import AutoencoderKLHunyuanVideo15, FlowMatchEulerDiscreteScheduler, HunyuanVideo15Pipeline
+    from diffusers.guiders import ClassifierFreeGuidance
+    from transformers import (ByT5Tokenizer, Qwen2_5_VLTextConfig, Qwen2_5_VLTextModel, Qwen2Tokenizer, T5Config,
+                              T5EncoderModel)
+
+    from .tiny import _chat_tokenizer
+    # hunyuanvideo-community/HunyuanVideo-1.5-Diffusers-720p_t2v: Qwen2.5-VL-7B's language model, ByT5-small's
+    # encoder for quoted text (Glyph-SDXL-v2; its added color and font tokens are left out of the vocabulary: only
+    # quoted text reaches it), the 32-channel VAE (diffusers' defaults), flow shift 9, CFG 6 through the guider
+    tokenizer_2 = ByT5Tokenizer()
+    byt5 = T5Config(d_model=1472, d_ff=3584, d_kv=64, num_heads=6, num_layers=12, feed_forward_proj="gated-gelu",
+                    vocab_size=len(tokenizer_2), is_encoder_decoder=False, use_cache=False)
+    pipe = HunyuanVideo15Pipeline(
+        text_encoder=random_module(Qwen2_5_VLTextModel, Qwen2_5_VLTextConfig(**_qwen25_vl_7b_text()), device,
+                                   dtype),
+        tokenizer=_chat_tokenizer(Qwen2Tokenizer, unk_token="<unk>", eos_token="</s>", pad_token="<pad>"),
+        transformer=build_random("hunyuan_video15", device, dtype),
+        vae=random_module(AutoencoderKLHunyuanVideo15, {}, device, dtype),
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=9.0),
+        text_encoder_2=random_module(T5EncoderModel, byt5, device, dtype), tokenizer_2=tokenizer_2,
+        guider=ClassifierFreeGuidance(guidance_scale=6.0))
+    pipe.prompt_template_encode_start_idx = 0   # the in-memory chat template renders no system prompt to crop
+    pipe.vae.enable_tiling()                     # as diffusers' HunyuanVideo 1.5 docs: 720p x 121 frames
+    return pipe
+
+
+def _flux2(device: torch.device, dtype: torch.dtype):
+    from diffusers import AutoencoderKLFlux2, FlowMatchEulerDiscreteScheduler, Flux2Pipeline
+    from transformers import LlamaTokenizerFast, Mistral3Config, Mistral3ForConditionalGeneration
+
+    from .tiny import _chat_tokenizer
+    # black-forest-labs/FLUX.2-dev: Mistral-Small-3.1/3.2-24B (Pixtral vision tower included), the 32-channel VAE
+    # (diffusers' defaults for AutoencoderKLFlux2), FLUX.1-dev's scheduler
+    mistral = Mistral3Config(
+        text_config=dict(model_type="mistral", hidden_size=5120, intermediate_size=32768, num_hidden_layers=40,
+                         num_attention_heads=32, num_key_value_heads=8, head_dim=128, vocab_size=131072,
+                         max_position_embeddings=131072, rms_norm_eps=1e-5, rope_theta=1000000000.0),
+        vision_config=dict(model_type="pixtral", hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                           num_attention_heads=16, head_dim=64, image_size=1540, patch_size=14),
+        image_token_index=10, spatial_merge_size=2, projector_hidden_act="gelu", multimodal_projector_bias=False)
+    return Flux2Pipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                  max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096),
+        vae=random_module(AutoencoderKLFlux2, {}, device, dtype),
+        text_encoder=random_module(Mistral3ForConditionalGeneration, mistral, device, dtype),
+        tokenizer=_chat_tokenizer(LlamaTokenizerFast, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                  pad_token="<pad>"),
+        transformer=build_random("flux2", device, dtype))
+
+
+def _qwen_image(device: torch.device, dtype: torch.dtype):
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer
+
+    from .tiny import _chat_tokenizer
+    # Qwen/Qwen-Image: Qwen2.5-VL-7B-Instruct whole (vision tower included), the Qwen-Image VAE (diffusers' defaults
+    # for AutoencoderKLQwenImage), its dynamically shifted flow-matching scheduler
+    qwen = Qwen2_5_VLConfig(
+        text_config=_qwen25_vl_7b_text(),
+        vision_config=dict(depth=32, hidden_size=1280, intermediate_size=3420, num_heads=16, out_hidden_size=3584,
+                           patch_size=14, spatial_merge_size=2, temporal_patch_size=2, window_size=112,
+                           fullatt_block_indexes=[7, 15, 23, 31]),
+        vocab_size=152064)
+    return QwenImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(shift=1.0, use_dynamic_shifting=True, base_shift=0.5,
+                                                  max_shift=0.9, base_image_seq_len=256, max_image_seq_len=8192,
+                                                  shift_terminal=0.02, time_shift_type="exponential"),
+        vae=random_module(AutoencoderKLQwenImage, {}, device, dtype),
+        text_encoder=random_module(Qwen2_5_VLForConditionalGeneration, qwen, device, dtype),
+        tokenizer=_chat_tokenizer(Qwen2Tokenizer, unk_token="<unk>", eos_token="</s>", pad_token="<pad>"),
+        transformer=build_random("qwen_image", device, dtype))
+
+
+def _spec(full_size: str, build: Callable[[torch.device, torch.dtype], object], call_args: dict, steps: int,
+          recipe: str, options: dict, offload: tuple[str, ...] = ()) -> PipelineSpec:
+    """A spec whose record names the checkpoint (FULL_SIZE key `full_size`) whose configs it builds: Cosmos specs
+    share `model: cosmos`."""
+    full = FULL_SIZE[full_size]
+    return PipelineSpec(full.model, build, call_args, steps, recipe, {"checkpoint": full.checkpoint, **options},
+                        offload)
+
+
+# Video pipelines' `steps` are the pipelines' own defaults (Cosmos-1.0 text2world: 36), `call_args` the recipe's
+# resolution with the pipelines' defaults (guidance, frames) unless said otherwise.
 PIPELINES: dict[str, PipelineSpec] = {
-    "hunyuan_video": PipelineSpec(
+    "hunyuan_video": _spec(
         "hunyuan_video", _hunyuan_video,
         dict(height=768, width=1280, num_frames=117, prompt_template={"template": "{}", "crop_start": 0}),
-        FULL_SIZE["hunyuan_video"].steps, "hunyuan-video-720p",
+        50, "hunyuan-video-720p",
         {"vae_tiling": True, "resolution": "768x1280x117", "prompt_template": "bare (the template's 95 system "
          "tokens are not encoded; the transformer still sees 256 text slots)"}),
-    "flux": PipelineSpec("flux", _flux, dict(height=4096, width=4096, guidance_scale=3.5),
-                         FULL_SIZE["flux"].steps, "flux-dev-4k", {"vae_tiling": False, "resolution": "4096x4096"}),
+    "hunyuan_video_129f": _spec(          # diffusers' default size: 720x1280, 129 frames
+        "hunyuan_video", _hunyuan_video,
+        dict(height=720, width=1280, num_frames=129, prompt_template={"template": "{}", "crop_start": 0}),
+        50, "hunyuan-video-720p-129f",
+        {"vae_tiling": True, "resolution": "720x1280x129", "prompt_template": "bare (the template's 95 system "
+         "tokens are not encoded; the transformer still sees 256 text slots)"}),
+    "flux": _spec("flux", _flux, dict(height=4096, width=4096, guidance_scale=3.5), 28, "flux-dev-4k",
+                  {"vae_tiling": False, "resolution": "4096x4096"}),
+    "cosmos": _spec("cosmos", _cosmos, dict(height=704, width=1280, num_frames=121), 36, "cosmos-7b-text2world",
+                    {"vae_tiling": False, "resolution": "704x1280x121", "guidance": "CFG 7 (two calls a step)",
+                     "safety_checker": "pass-through (no guardrail model offline)"}),
+    "wan": _spec("wan", _wan, dict(height=720, width=1280, num_frames=81), 50, "wan-720p",
+                 {"vae_tiling": False, "resolution": "720x1280x81", "guidance": "CFG 5 (two calls a step)"}),
+    "hunyuan_video15": _spec(
+        "hunyuan_video15", _hunyuan_video15, dict(height=720, width=1280, num_frames=121), 50,
+        "hunyuan-video15-720p",
+        {"vae_tiling": True, "resolution": "720x1280x121", "guidance": "CFG 6 through the guider (two calls a step)",
+         "prompt_template": "bare (the 108 system-prompt tokens are not encoded; the transformer still sees 1000 "
+                            "text slots, 256 glyph and 729 image slots)"}),
+    "flux2": _spec(
+        "flux2", _flux2, dict(height=4096, width=4096), 50, "flux2-dev-4k",
+        {"vae_tiling": False, "resolution": "4096x4096", "guidance": "distilled guidance 4 (one call a step)",
+         "memory": "the text encoder (Mistral-Small 24B, 43.5 GiB) stays in pinned host memory and streams to the "
+                   "GPU layer by layer while it runs (diffusers group offloading, leaf level, with a copy stream), "
+                   "on both sides: with it resident, 103.7 GiB of weights would leave one H200 36 GiB for 4K "
+                   "activations and the untiled 4K decode, under ACTIVATION_ROOM_GIB; text_encode_s includes "
+                   "streaming its weights from host memory"},
+        offload=("text_encoder",)),
+    "qwen_image": _spec(
+        "qwen_image", _qwen_image, dict(height=4096, width=4096, negative_prompt=" "), 50, "qwen-image-4k",
+        {"vae_tiling": False, "resolution": "4096x4096",
+         "guidance": "true CFG 4 with the model card's negative prompt \" \" (two calls a step; none without one)",
+         "text_tokens": "194 after the template's 34 system tokens are dropped: the in-memory vocabulary splits the "
+                        "prompt into characters, where Qwen's tokenizer makes about 25 tokens; 0.3% of the 65,536 "
+                        "image tokens either way"}),
+    "cosmos_predict2": _spec(
+        "cosmos_predict2", _cosmos_predict2("cosmos_predict2"), dict(height=768, width=1360), 35,
+        "cosmos-predict2-text2image",
+        {"vae_tiling": False, "resolution": "768x1360", "guidance": "CFG 7 (two calls a step)",
+         "safety_checker": "pass-through (no guardrail model offline)"}),
+    "cosmos_predict2_video": _spec(
+        "cosmos_predict2_video", _cosmos_predict2("cosmos_predict2_video"),
+        dict(image=PIL.Image.new("RGB", (1280, 704), (128, 128, 128)), height=704, width=1280, num_frames=93), 35,
+        "cosmos-predict2-video2world",
+        {"vae_tiling": False, "resolution": "704x1280x93", "guidance": "CFG 7 (two calls a step)",
+         "condition": "one gray 704x1280 frame", "safety_checker": "pass-through (no guardrail model offline)"}),
 }

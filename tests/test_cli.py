@@ -61,6 +61,14 @@ def test_gpu_only_options_without_a_gpu() -> None:
                           "compute capability 8.9", "found no CUDA GPU")
 
 
+def test_whole_pipeline_names_are_the_specs() -> None:
+    from gna_diffusers.whole_pipeline import PIPELINES
+    assert_one_line_error(fresh("compare", "--whole-pipeline", "wan", "no_such_model"), 2,
+                          "--whole-pipeline no_such_model: not one of", *PIPELINES)
+    if not torch.cuda.is_available():                    # every spec's name is accepted: on to the GPU check
+        assert_one_line_error(fresh("compare", "--whole-pipeline", *PIPELINES), 1, "--whole-pipeline", "CUDA GPU")
+
+
 def test_missing_weights_say_what_to_do(tmp_path) -> None:
     env = {"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"}
     line = assert_one_line_error(fresh("generate", "--model", "gna-diffusers-test/no-such-model", env=env), 1,

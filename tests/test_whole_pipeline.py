@@ -2,6 +2,7 @@
 cache, each kind of step is counted as a full run does it; FP8 is refused without an FP8 GPU."""
 
 import dataclasses
+import inspect
 import math
 from collections import Counter
 
@@ -10,34 +11,42 @@ import torch
 
 from gna_diffusers import compare
 from gna_diffusers.errors import GPURequiredError
+from gna_diffusers.recipe import load_recipe
 from gna_diffusers.tiny import TINY_PIPELINES
 from gna_diffusers.whole_pipeline import (
     CACHES,
+    GIB,
+    PIPELINES,
     PhaseTimer,
     PipelineSpec,
     cache_schedule,
     fp8_layers,
+    require_memory,
     time_whole_pipeline,
+    weight_bytes,
 )
 from spies import counting_backend
 
-GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8]}
+GRIDS = {"flux": [16, 16], "hunyuan_video": [2, 8, 8], "cosmos": [3, 8, 8], "wan": [3, 4, 6], "cosmos_predict2": [4, 6],
+         "cosmos_predict2_video": [3, 4, 6], "flux2": [12, 16], "qwen_image": [12, 16], "hunyuan_video15": [3, 8, 12]}
 RECORD_KEYS = {"model", "gpu", "steps", "dense_steps", "text_encode_s", "dense_step_s", "gna_step_s", "vae_decode_s",
                "other_s", "total_dense_s", "total_gna_s", "speedup", "options"}
 
 
 def _spec(model: str) -> PipelineSpec:
     builder, call_args = TINY_PIPELINES[model]
-    recipe = {"model": model, "grid": GRIDS[model], "dense_steps": 0.3, "backend": "reference",
+    key = "cosmos" if model.startswith("cosmos") else model          # Cosmos-Predict2 recipes say `model: cosmos`
+    recipe = {"model": key, "grid": GRIDS[model], "dense_steps": 0.3, "backend": "reference",
               "layers": [{"blocks": "all", "window": [2] * len(GRIDS[model])}]}
-    return PipelineSpec(model, lambda device, dtype: builder(0).to(device), call_args, 10, recipe, {"tiny": True})
+    return PipelineSpec(key, lambda device, dtype: builder(0).to(device), call_args, 10, recipe, {"tiny": True})
 
 
-@pytest.mark.parametrize("model", ["flux", "hunyuan_video"])
+@pytest.mark.parametrize("model", sorted(GRIDS))
 def test_phases_add_up(model: str) -> None:
     spec = _spec(model)
     record = time_whole_pipeline(spec, torch.device("cpu"), torch.float32)
     assert RECORD_KEYS <= set(record)
+    assert record["grid"] == GRIDS[model]
     assert record["dense_steps"] == 3
     assert [m for m, _ in record["measured"]["stock_steps"]] == ["dense", "dense"]
     assert [m for m, _ in record["measured"]["gna_steps"]] == ["dense", "dense", "gna", "gna"]
@@ -178,3 +187,114 @@ def test_fp8_takes_the_linears_scaled_mm_can_run_but_the_output_projection() -> 
     odd = [name for name, m in linears.items() if m.in_features % 16 or m.out_features % 16]
     assert odd and set(odd) <= set(kept_names)                 # tiny's 8-wide pooled projection, for one
     assert all(linears[name].in_features % 16 == 0 and linears[name].out_features % 16 == 0 for name in taken)
+
+
+# ---------------------------------------------------------------- full-size specs, built on the meta device
+
+def _value(obj, path: str):
+    for name in path.split("."):
+        obj = getattr(obj, name)
+    return obj
+
+
+# what each transformer consumes from each text encoder: (encoder's width, transformer config key); FLUX.2 stacks the
+# hidden states of three Mistral layers (the pipeline's default `text_encoder_out_layers`)
+MISTRAL_LAYERS = len(inspect.signature(__import__("diffusers").Flux2Pipeline.__call__)
+                     .parameters["text_encoder_out_layers"].default)
+TEXT = {
+    "hunyuan_video": [("text_encoder.config.hidden_size", 1, "text_embed_dim"),
+                      ("text_encoder_2.config.hidden_size", 1, "pooled_projection_dim")],
+    "flux": [("text_encoder_2.config.d_model", 1, "joint_attention_dim"),
+             ("text_encoder.config.hidden_size", 1, "pooled_projection_dim")],
+    "cosmos": [("text_encoder.config.d_model", 1, "text_embed_dim")],
+    "wan": [("text_encoder.config.d_model", 1, "text_dim")],
+    "hunyuan_video15": [("text_encoder.config.hidden_size", 1, "text_embed_dim"),
+                        ("text_encoder_2.config.d_model", 1, "text_embed_2_dim")],
+    "flux2": [("text_encoder.config.text_config.hidden_size", MISTRAL_LAYERS, "joint_attention_dim")],
+    "qwen_image": [("text_encoder.config.text_config.hidden_size", 1, "joint_attention_dim")],
+}
+TEXT.update(hunyuan_video_129f=TEXT["hunyuan_video"], cosmos_predict2=TEXT["cosmos"],
+            cosmos_predict2_video=TEXT["cosmos"])
+# transformer input channels from VAE latent channels: 2x2 packing (x4), HunyuanVideo 1.5's latents + condition
+# latents + mask, a video2world condition-mask channel
+CHANNELS = {"flux": lambda c: 4 * c, "flux2": lambda c: 4 * c, "qwen_image": lambda c: 4 * c,
+            "hunyuan_video15": lambda c: 2 * c + 1, "cosmos_predict2_video": lambda c: c + 1}
+# weights in GiB (bf16) per spec, from the meta builds: the table a GPU run's memory is planned with
+WEIGHTS_GIB = {"hunyuan_video": 38.5, "hunyuan_video_129f": 38.5, "flux": 31.4, "cosmos": 22.7, "wan": 37.4,
+               "hunyuan_video15": 31.4, "flux2": 103.7, "qwen_image": 53.7, "cosmos_predict2": 12.9,
+               "cosmos_predict2_video": 12.9}
+
+
+def _compression(vae) -> tuple[int, int]:
+    """(time, space) compression of a VAE, read from its config."""
+    config = vae.config
+    if "temperal_downsample" in config:                          # Wan 2.1 and Qwen-Image VAEs
+        return 2 ** sum(config.temperal_downsample), 2 ** len(config.temperal_downsample)
+    if "spatial_compression_ratio" in config:                    # HunyuanVideo (1.5), Cosmos
+        return config.temporal_compression_ratio, config.spatial_compression_ratio
+    return 1, 2 ** (len(config.block_out_channels) - 1)          # FLUX.1 / FLUX.2 image VAEs
+
+
+@pytest.fixture(scope="module")
+def meta_pipes() -> dict:
+    return {name: spec.build(torch.device("meta"), torch.bfloat16) for name, spec in PIPELINES.items()}
+
+
+def test_every_spec_builds_on_meta_with_no_memory(meta_pipes) -> None:
+    assert set(meta_pipes) == set(TEXT) == set(WEIGHTS_GIB)
+    for name, pipe in meta_pipes.items():
+        for component, module in pipe.components.items():
+            if isinstance(module, torch.nn.Module):
+                tensors = list(module.parameters()) + list(module.buffers())
+                assert all(t.is_meta for t in tensors), (name, component)
+
+
+@pytest.mark.parametrize("name", sorted(PIPELINES))
+def test_full_size_components_agree(name: str, meta_pipes) -> None:
+    """Text widths, latent channels, the recipe's grid at the call's resolution, the default step count: each from
+    two independent places, so a wrong resolution or config number fails here."""
+    spec, pipe = PIPELINES[name], meta_pipes[name]
+    transformer = pipe.transformer.config
+    for width, factor, key in TEXT[name]:
+        assert factor * _value(pipe, width) == transformer[key], (width, key)
+    latent = pipe.vae.config.get("latent_channels") or pipe.vae.config.z_dim
+    assert transformer.in_channels == CHANNELS.get(name, lambda c: c)(latent)
+
+    time, space = _compression(pipe.vae)
+    args = spec.call_args
+    size = [args["height"], args["width"]]
+    assert all(n % space == 0 for n in size), size
+    latent_grid = [n // space for n in size]
+    if "num_frames" in args:
+        assert (args["num_frames"] - 1) % time == 0
+        latent_grid.insert(0, (args["num_frames"] - 1) // time + 1)
+    if name in ("flux", "flux2", "qwen_image"):                 # the pipeline packs 2x2 latents into a token
+        patch = [2, 2]
+    elif isinstance(transformer.patch_size, (tuple, list)):     # Wan, Cosmos: (time, height, width)
+        patch = list(transformer.patch_size)[-len(latent_grid):]
+    else:
+        patch = [transformer.patch_size_t, transformer.patch_size, transformer.patch_size]
+    assert all(n % p == 0 for n, p in zip(latent_grid, patch)), (latent_grid, patch)
+    assert [n // p for n, p in zip(latent_grid, patch)] == list(load_recipe(spec.recipe).grid)
+
+    steps = inspect.signature(type(pipe).__call__).parameters["num_inference_steps"].default
+    assert spec.steps == steps
+    assert spec.model == load_recipe(spec.recipe).model
+    for key, value in args.items():                             # each call argument is one the pipeline takes
+        assert key in inspect.signature(type(pipe).__call__).parameters, key
+    assert set(spec.offload) <= set(pipe.components)
+
+
+def test_weights_table_and_memory_guard(meta_pipes) -> None:
+    h200, h100 = int(139.8 * GIB), int(79.6 * GIB)
+    for name, pipe in meta_pipes.items():
+        weights = weight_bytes(pipe)
+        assert sum(weights.values()) / GIB == pytest.approx(WEIGHTS_GIB[name], abs=0.05), name
+        require_memory(PIPELINES[name], weights, h200)           # every spec runs on one H200
+    flux2 = weight_bytes(meta_pipes["flux2"])
+    with pytest.raises(GPURequiredError) as err:                 # FLUX.2 without streaming its text encoder
+        require_memory(dataclasses.replace(PIPELINES["flux2"], offload=()), flux2, h200)
+    assert "103.7 GiB" in str(err.value) and "139.8 GiB" in str(err.value)
+    with pytest.raises(GPURequiredError):                        # Qwen-Image: 53.7 GiB kept + activations > H100
+        require_memory(PIPELINES["qwen_image"], weight_bytes(meta_pipes["qwen_image"]), h100)
+    require_memory(PIPELINES["wan"], weight_bytes(meta_pipes["wan"]), h100)

@@ -34,6 +34,10 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         from .. import compare, whole_pipeline
+        unknown = [name for name in args.whole_pipeline if name not in whole_pipeline.PIPELINES]
+        if unknown:
+            raise UsageError(f"--whole-pipeline {' '.join(unknown)}: not one of "
+                             f"{', '.join(whole_pipeline.PIPELINES)}")
         if args.fp8:
             whole_pipeline.require_fp8(torch.device("cuda"))     # says what FP8 needs, even on a machine with no GPU
         gpus_available(1, "--whole-pipeline")
@@ -94,9 +98,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                                                           "cosmos_predict2_video", "flux2", "qwen_image",
                                                           "hunyuan_video15"],
                    help="time full-size transformers with random weights on the GPU instead of running pipelines")
-    p.add_argument("--whole-pipeline", nargs="+", choices=["flux", "hunyuan_video"],
+    # names checked in `run` against whole_pipeline.PIPELINES, which imports torch and diffusers: not at parse time
+    p.add_argument("--whole-pipeline", nargs="+", metavar="NAME",
                    help="time whole full-size pipeline calls with random weights on the GPU, phase by phase, stock "
-                        "diffusers against GNA")
+                        "diffusers against GNA; NAME is a spec of gna_diffusers.whole_pipeline.PIPELINES (a wrong "
+                        "name lists them)")
     p.add_argument("--compile", action="store_true",
                    help="with --whole-pipeline: torch.compile the transformer's repeated blocks (regional, fullgraph) on both sides")
     p.add_argument("--fp8", action="store_true",
