@@ -15,6 +15,8 @@
 
 #include "collective/fmha_common.hpp"
 
+#include <type_traits>
+
 #include "gna_tile_box.hpp"
 #include "gna_tma_sm90.hpp"
 
@@ -83,6 +85,13 @@ struct MainloopSm90 {
   using MainloopPipelineQ = cutlass::PipelineTmaAsync<StagesQ::value>;
   using PipelineState = typename cutlass::PipelineState<MainloopPipeline::Stages>;
   using PipelineStateQ = typename cutlass::PipelineState<MainloopPipelineQ::Stages>;
+
+  // What a thread keeps per query row over a work tile to build a border tile's key sets. The one-tile-per-CTA
+  // schedule, which runs every problem with border tiles (backends/cutlass.py schedule_for), holds RowEdges: a few
+  // compares and selects per straddled dimension and row. The persistent schedule runs problems without border tiles
+  // unless forced to, and holds only the window (window_keys per tile): RowEdges' six more registers per row make
+  // its build spill (ptxas 13.x: 40 bytes of stack).
+  using RowKeys = std::conditional_t<kQTilesInFlight == 1, RowEdges, RowWindow>;
 
   static constexpr int kKVLoadBytes = kKVStage * sizeof(Element);
   static constexpr int kQLoadBytes = kQStage * sizeof(Element);
@@ -176,10 +185,10 @@ struct MainloopSm90 {
   }
 
   // Sets the scores of keys outside each query's neighborhood to -inf: one bit test per score. `keys` holds this
-  // thread's key sets of the KV tile (KeyMask::tile_keys, made before the scores arrive), `cS_mn` the (row, key)
-  // coordinates of its accumulator elements.
+  // thread's key sets of the KV tile, one word per row (KeyMask::tile_keys, made before the scores arrive; bit
+  // 16e + k for key base + 8k + e), `cS_mn` the (row, key) coordinates of its accumulator elements.
   template <class AccQK, class CoordMN, int kRows>
-  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, uint32_t const (&keys)[kRows][2]) {
+  CUTLASS_DEVICE static void apply_mask(AccQK& acc_qk, CoordMN const& cS_mn, uint32_t const (&keys)[kRows]) {
     Tensor acc_mn = make_tensor(acc_qk.data(), cutlass::fmha::collective::layout_acc_mn(TiledMmaQK{}, acc_qk.layout()));
     // In the WGMMA accumulator layout this thread's columns are base + 8k + e for every k and e = 0, 1 (base even):
     // the offsets from base fold to constants, so k and e are known at compile time. The tests go one set at a time,
@@ -193,7 +202,7 @@ struct MainloopSm90 {
         CUTLASS_PRAGMA_UNROLL
         for (int j = 0; j < size<1>(acc_mn); j++) {
           int offset = get<1>(cS_mn(i, j)) - base;
-          if ((offset & 1) == e && !((keys[i][e] >> (offset >> 3)) & 1u)) acc_mn(i, j) = -INFINITY;
+          if ((offset & 1) == e && !((keys[i] >> (16 * e + (offset >> 3))) & 1u)) acc_mn(i, j) = -INFINITY;
         }
       }
     }
@@ -351,8 +360,8 @@ struct MainloopSm90 {
     constexpr int kRows = decltype(size<0>(tScS_mn))::value;
     int row_base = wg * get<0>(TileShapeQK{});
 
-    // The current work tile: its box, which keys each of this thread's query rows sees, and (while the box's
-    // border is visited) the coordinates of the next border tile to mask. KV tiles come interior first (no mask),
+    // The current work tile: its box, which keys each of this thread's query rows sees (RowKeys, for its two key
+    // columns per 8), and (while the box's border is visited) the coordinates of the next border tile to mask. KV tiles come interior first (no mask),
     // then border (gna_tile_box.hpp), then the extra tiles: whole ones unmasked, a partial last one cut to its keys.
     int tile = 0;
     TileCoord at;
@@ -360,7 +369,8 @@ struct MainloopSm90 {
     int box_count, interior_count;  // of *box, read once
     int extra_keys;                 // valid extra tokens of the tile's batch entry
     int whole_end, steps;           // steps [box_count, whole_end) are whole extra tiles; a partial one ends `steps`
-    RowWindow rows[kRows];
+    RowKeys rows[kRows];
+    int key_base = get<1>(tScS_mn(0, 0));  // this thread's first key column (the other is key_base + 1)
     TileCursor border;
     auto begin_tile = [&]() {
       box = &tiles.next(at, extra_keys);
@@ -369,7 +379,14 @@ struct MainloopSm90 {
       whole_end = box_count + extra_keys / kTileRows;
       steps = box_count + extra_tiles(extra_keys);
       CUTLASS_PRAGMA_UNROLL
-      for (int i = 0; i < kRows; i++) rows[i] = RowWindow::make(params.tiles, *box, row_base + get<0>(tScS_mn(i, 0)));
+      for (int i = 0; i < kRows; i++) {
+        RowWindow window = RowWindow::make(params.tiles, *box, row_base + get<0>(tScS_mn(i, 0)));
+        if constexpr (std::is_same_v<RowKeys, RowEdges>) {
+          rows[i] = RowEdges::make(params.key_mask, params.tiles, window, key_base);
+        } else {
+          rows[i] = window;
+        }
+      }
       if (interior_count == 0) border = TileCursor::first(*box);
       pipeline_q.consumer_wait(smem_pipe_read_q);
     };
@@ -399,14 +416,20 @@ struct MainloopSm90 {
     };
     // Step `loop`'s mask (a border step's or a partial extra tile's) and the cursor moved on to the next step's
     // tile, done while the step's products compute, so that only the bit tests wait for the scores.
-    uint32_t mask[kRows][2];
+    uint32_t mask[kRows];
     auto is_masked = [&](int loop) { return (loop >= interior_count && loop < box_count) || loop >= whole_end; };
     auto prepare_mask = [&](int loop, bool masked) {
       if (masked) {
         if (loop < box_count) {
-          params.key_mask.tile_keys(params.tiles, *box, border.kv, rows, get<1>(tScS_mn(0, 0)), mask);
+          KeyMask::tile_keys(*box, border.kv, [&](int i, int d, int t) {
+            if constexpr (std::is_same_v<RowKeys, RowEdges>) {
+              return rows[i].keys(d, t);
+            } else {
+              return params.key_mask.window_keys(params.tiles, rows[i], d, t, key_base);
+            }
+          }, mask);
         } else {
-          KeyMask::first_keys(extra_keys % kTileRows, get<1>(tScS_mn(0, 0)), mask);
+          KeyMask::first_keys(extra_keys % kTileRows, key_base, mask);
         }
       }
       if (loop + 1 < box_count && loop + 1 >= interior_count) border.advance(*box, loop + 1);

@@ -11,15 +11,16 @@
 namespace gna {
 
 // The keys query row `row` sees in KV tile `kv` of `box`: bit k of sets[l] stands for key 8k + l of the tile (the
-// tile's 128 keys row-major over its shape). Bits above 15 carry no meaning.
+// tile's 128 keys row-major over its shape). Bits above 15 carry no meaning. The per-dimension sets are worked out
+// per tile from the row's window (KeyMask::window_keys), not from RowEdges held over the Q tile: a thread here would
+// need those for all eight l.
 GNA_HOST_DEVICE void row_keys(KeyMask const& mask, TileParams const& p, TileBox const& box, int const (&kv)[kMaxDims],
                               RowWindow const& row, uint32_t (&sets)[8]) {
-  RowWindow const rows[1] = {row};
   for (int base = 0; base < 8; base += 2) {
-    uint32_t pair[1][2];
-    mask.tile_keys(p, box, kv, rows, base, pair);
-    sets[base] = pair[0][0];
-    sets[base + 1] = pair[0][1];
+    uint32_t pair[1];
+    KeyMask::tile_keys(box, kv, [&](int, int d, int t) { return mask.window_keys(p, row, d, t, base); }, pair);
+    sets[base] = pair[0];
+    sets[base + 1] = pair[0] >> 16;
   }
 }
 

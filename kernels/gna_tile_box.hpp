@@ -272,8 +272,8 @@ GNA_HOST_DEVICE uint32_t every_nth_bit(int log2) {
 // u_d lies in the row's window have that field in a run of values, which over k is a run of bits repeated every
 // 2^period; the keys the row sees are the AND over the dimensions. So per row, l and dimension the mask is a 16-bit
 // set over k built with a few integer operations, and testing a score is one bit test at a position known at
-// compile time. Only the innermost dimension of nonzero side takes bit 0 of l (`per_l`): the others give one set for
-// both of a thread's l.
+// compile time. A thread's two l share one 32-bit word (`pair_keys`): bit k for l = base, bit 16 + k for base + 1.
+// Only the innermost dimension of nonzero side takes bit 0 of l (`per_l`): the others give one set for both l.
 struct KeyMask {
   int shift[kMaxDims];        // position of u_d in col
   int low_bits[kMaxDims];     // bits of u_d taken from l
@@ -310,42 +310,68 @@ struct KeyMask {
     return ((1u << (b << field_shift[d])) - (1u << (a << field_shift[d]))) * repeat[d];
   }
 
-  // The keys each of `rows` sees in KV tile `kv` of `box`, for a thread whose two l are base and base + 1 (base
-  // even): bit k of sets[i][e] stands for key 8k + base + e. A dimension along which the tile lies inside the box's
-  // unmasked range lets every row see the tile's whole extent and is skipped, so a border tile pays only for the
-  // dimensions it straddles. Bits above 15 carry no meaning.
-  template <int kRows>
-  GNA_HOST_DEVICE void tile_keys(TileParams const& p, TileBox const& box, int const (&kv)[kMaxDims],
-                                 RowWindow const (&rows)[kRows], int base, uint32_t (&sets)[kRows][2]) const {
-    for (int i = 0; i < kRows; i++) sets[i][0] = sets[i][1] = ~0u;
+  // dim_keys for a thread's two l, base (even) and base + 1, in one word: bits 0-15 for base, 16-31 for base + 1.
+  GNA_HOST_DEVICE uint32_t pair_keys(int d, int lo, int hi, int base) const {
+    uint32_t even = dim_keys(d, lo, hi, base) & 0xFFFFu;
+    return per_l[d] ? even | (dim_keys(d, lo, hi, base + 1) << 16) : even * 0x10001u;
+  }
+
+  // The keys a row whose window is `w` sees along d alone in the KV tile of index t along d, packed as pair_keys
+  // packs them: tile_keys' `seen` worked out per tile from the window alone.
+  GNA_HOST_DEVICE uint32_t window_keys(TileParams const& p, RowWindow const& w, int d, int t, int base) const {
+    int origin = t << p.kv_tile_log2[d];
+    return pair_keys(d, w.start[d] - origin, w.end[d] - origin, base);
+  }
+
+  // The keys each of kRows rows sees in KV tile `kv` of `box`, packed as pair_keys packs them, from `seen(i, d, t)`:
+  // the keys row i sees along dimension d alone in the tile of index t along d. A dimension along which the tile lies
+  // inside the box's unmasked range lets every row see the tile's whole extent and is skipped, so a border tile pays
+  // only for the dimensions it straddles.
+  template <int kRows, class Seen>
+  GNA_HOST_DEVICE static void tile_keys(TileBox const& box, int const (&kv)[kMaxDims], Seen&& seen,
+                                        uint32_t (&sets)[kRows]) {
+    for (int i = 0; i < kRows; i++) sets[i] = ~0u;
     for (int d = 0; d < kMaxDims; d++) {
       if (kv[d] >= box.full_lo[d] && kv[d] < box.full_hi[d]) continue;
-      int origin = kv[d] << p.kv_tile_log2[d];
-      if (per_l[d]) {
-        for (int i = 0; i < kRows; i++) {
-          for (int e = 0; e < 2; e++) {
-            sets[i][e] &= dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base + e);
-          }
-        }
-      } else {
-        for (int i = 0; i < kRows; i++) {
-          uint32_t seen = dim_keys(d, rows[i].start[d] - origin, rows[i].end[d] - origin, base);
-          sets[i][0] &= seen;
-          sets[i][1] &= seen;
-        }
-      }
+      for (int i = 0; i < kRows; i++) sets[i] &= seen(i, d, kv[d]);
     }
   }
 
   // The same sets for a tile of which only the first `keys` keys exist (0 < keys <= 128: the extra tokens' last
-  // tile), which every row sees: bit k of sets[i][e] is set where 8k + base + e < keys. Bits above 15 carry no
-  // meaning.
+  // tile), which every row sees: the bit for key 8k + base + e is set where that key is below `keys`.
   template <int kRows>
-  GNA_HOST_DEVICE static void first_keys(int keys, int base, uint32_t (&sets)[kRows][2]) {
-    for (int e = 0; e < 2; e++) {
-      uint32_t seen = (1u << imin(imax((keys - base - e + 7) >> 3, 0), 16)) - 1u;
-      for (int i = 0; i < kRows; i++) sets[i][e] = seen;
+  GNA_HOST_DEVICE static void first_keys(int keys, int base, uint32_t (&sets)[kRows]) {
+    uint32_t seen = 0;
+    for (int e = 0; e < 2; e++) seen |= ((1u << imin(imax((keys - base - e + 7) >> 3, 0), 16)) - 1u) << (16 * e);
+    for (int i = 0; i < kRows; i++) sets[i] = seen;
+  }
+};
+
+// One query row's window as key sets, for a thread's two l (pair_keys), worked out once per Q tile so that a border
+// tile's mask costs a few compares and selects per straddled dimension instead of window_keys' arithmetic. Along d, KV
+// tiles before `first` or after `last` hold no key the row sees, tiles between hold only such keys, and the two edge
+// tiles hold `head` (tile `first`: the keys from the window's start on) and `tail` (tile `last`: the keys before its
+// end); a window inside one tile takes both.
+struct RowEdges {
+  int first[kMaxDims], last[kMaxDims];
+  uint32_t head[kMaxDims], tail[kMaxDims];
+
+  GNA_HOST_DEVICE static RowEdges make(KeyMask const& mask, TileParams const& p, RowWindow const& w, int base) {
+    RowEdges r;
+    for (int d = 0; d < kMaxDims; d++) {
+      int log2 = p.kv_tile_log2[d];
+      r.first[d] = w.start[d] >> log2;
+      r.last[d] = (w.end[d] - 1) >> log2;  // windows are never empty
+      r.head[d] = mask.pair_keys(d, w.start[d] - (r.first[d] << log2), 1 << log2, base);
+      r.tail[d] = mask.pair_keys(d, 0, w.end[d] - (r.last[d] << log2), base);
     }
+    return r;
+  }
+
+  // The keys the row sees along d alone in the KV tile of index t along d (KeyMask::tile_keys' `seen`).
+  GNA_HOST_DEVICE uint32_t keys(int d, int t) const {
+    uint32_t edges = (t == first[d] ? head[d] : ~0u) & (t == last[d] ? tail[d] : ~0u);
+    return t < first[d] || t > last[d] ? 0u : edges;
   }
 };
 

@@ -79,6 +79,10 @@ FIXED = [
     dict(grid=(999,), window=(100,), stride=(1,), dilation=(2,), causal=(False,)),
     # a strided box too large for TMA (128 x 3 positions): the gather path
     dict(grid=(999,), window=(100,), stride=(1,), dilation=(3,), causal=(True,)),
+    # border tiles whose key sets come from one edge tile of a row's window (RowEdges first == last: windows
+    # narrower than the KV tiles), and a causal border along a Q tile side longer than 1; every visited tile masked
+    dict(grid=(40, 64), window=(3, 5), stride=(1, 1), dilation=(1, 1), causal=(False, False)),
+    dict(grid=(24, 56), window=(20, 3), stride=(1, 1), dilation=(1, 1), causal=(True, False)),
 ]
 
 

@@ -110,6 +110,10 @@ PROBLEMS = [  # the shipped recipes' shapes, scaled down, plus random ones
     dict(grid=(9, 21, 35), window=(3, 5, 7), stride=(1, 2, 3), dilation=(2, 3, 2), causal=(True, False, False)),
     dict(grid=(300,), window=(40,), stride=(8,), dilation=(2,), causal=(False,)),
     dict(grid=(400,), window=(40,), stride=(8,), dilation=(3,), causal=(True,)),
+    # windows narrower than the KV tiles (one edge tile holds a row's whole window: RowEdges first == last), and a
+    # causal border along a Q tile side longer than 1
+    dict(grid=(40, 64), window=(3, 5), stride=(1, 1), dilation=(1, 1), causal=(False, False)),
+    dict(grid=(24, 56), window=(20, 3), stride=(1, 1), dilation=(1, 1), causal=(True, False)),
 ] + [_random_problem(random.Random(seed)) for seed in range(50)]
 
 
@@ -197,7 +201,7 @@ def test_tile_visits_match_brute_force(driver, problem):
             keys = kv_token[u * 128:(u + 1) * 128]
             real = rows >= 0
             want = neighbors(rows[real], keys.clamp(min=0)) & (keys >= 0)
-            for kind, words in zip(("KeyMask::tile_keys", "row_keys"), both):
+            for kind, words in zip(("KeyMask::tile_keys from RowEdges", "row_keys"), both):
                 got = torch.tensor([[(words[4 * r + c // 32] >> (c % 32)) & 1 for c in range(128)]
                                     for r in range(128)], dtype=torch.bool)
                 assert torch.equal(got[real], want), f"tile {t}: wrong {kind} mask for KV tile {u}"

@@ -7,8 +7,8 @@
 // move them (TokenView::fits_tma of both views), else 0. Then per Q tile: "count interior t0 t1 ..." (KV tiles in
 // visiting order, indices of the tiled KV sequence), then "tokens r0 r1 ... r127" (the model-order token of each row
 // of warpgroup 0's then 1's half, -1 past the grid); per border KV tile of the first, middle and last Q tile "mask u w0 ... w511": per row, four 32-bit
-// words of the keys it sees (KeyMask::tile_keys as the kernel's accumulator threads use it: l = base + e for base
-// 0, 2, 4, 6 and e 0, 1), then "rowmask u w0 ... w511": the same from row_keys (gna_row_mask.hpp, a whole row per
+// words of the keys it sees (KeyMask::tile_keys from RowEdges as the Hopper kernel's accumulator threads use them:
+// l = base + e for base 0, 2, 4, 6 and e 0, 1), then "rowmask u w0 ... w511": the same from row_keys (gna_row_mask.hpp, a whole row per
 // thread, as the Blackwell kernel uses it); per visited KV tile of those three Q tiles "kvorigin u c0 c1 c2": the grid
 // position where the kernel's K/V load box of that tile starts, and per warpgroup of those Q tiles "qorigin wg c0 c1
 // c2": where its Q load (and output store) box starts. With the argument --divisors it checks FastDivisor
@@ -55,17 +55,17 @@ int check_divisors() {
 }
 
 // The four 32-bit words of the 128 keys a row sees, from the per-thread sets `make(base, sets)` builds for the
-// thread columns 8k + base + e (base 0, 2, 4, 6; e 0, 1).
+// thread columns 8k + base + e (base 0, 2, 4, 6; e 0, 1): bit 16e + k of sets[0] for column 8k + base + e.
 template <class MakeSets>
 void print_key_words(MakeSets&& make) {
   unsigned words[4] = {0, 0, 0, 0};
   for (int base = 0; base < 8; base += 2) {
-    uint32_t sets[1][2];
+    uint32_t sets[1];
     make(base, sets);
     for (int e = 0; e < 2; ++e)
       for (int k = 0; k < 16; ++k) {
         int col = 8 * k + base + e;
-        if ((sets[0][e] >> k) & 1u) words[col / 32] |= 1u << (col % 32);
+        if ((sets[0] >> (16 * e + k)) & 1u) words[col / 32] |= 1u << (col % 32);
       }
   }
   for (unsigned w : words) std::printf(" %u", w);
@@ -74,7 +74,7 @@ void print_key_words(MakeSets&& make) {
 int print_first_keys() {
   for (int keys = 1; keys <= 128; ++keys) {
     std::printf("%d", keys);
-    print_key_words([&](int base, uint32_t (&sets)[1][2]) { gna::KeyMask::first_keys(keys, base, sets); });
+    print_key_words([&](int base, uint32_t (&sets)[1]) { gna::KeyMask::first_keys(keys, base, sets); });
     std::printf("\n");
   }
   return 0;
@@ -152,9 +152,11 @@ int main(int argc, char** argv) {
         if (loop < box.interior_count) continue;
         std::printf("mask %d", border.linear(p, box));
         for (int row = 0; row < 128; ++row) {
-          gna::RowWindow rows[1] = {gna::RowWindow::make(p, box, row)};
-          print_key_words(
-              [&](int base, uint32_t (&sets)[1][2]) { key_mask.tile_keys(p, box, border.kv, rows, base, sets); });
+          gna::RowWindow window = gna::RowWindow::make(p, box, row);
+          print_key_words([&](int base, uint32_t (&sets)[1]) {
+            gna::RowEdges edges[1] = {gna::RowEdges::make(key_mask, p, window, base)};
+            gna::KeyMask::tile_keys(box, border.kv, [&](int i, int d, int t) { return edges[i].keys(d, t); }, sets);
+          });
         }
         std::printf("\n");
         std::printf("rowmask %d", border.linear(p, box));
