@@ -79,10 +79,11 @@ def main() -> int:
     with open(args.out, "w") as f:
         json.dump({"command": " ".join(sys.argv), "records": rows}, f, indent=1)
     print(f"{'case':24} {'schedule':18} {'ms':>8} {'kernel':>8} {'dense':>8} {'density':>7} {'SOL':>5} "
-          f"{'TFLOP/s':>8} {'layout':>6}")
+          f"{'tile SOL':>8} {'TFLOP/s':>8} {'layout':>6}")
     for r in rows:
         print(f"{r['case']:24} {r['schedule']:18} {r['ms']:8.2f} {r['kernel_ms']:8.2f} {r['dense_ms']:8.2f} "
-              f"{r['density']:7.3f} {r['sol_fraction']:5.2f} {r['effective_tflops']:8.1f} {r['layout_ratio']:6.2f}")
+              f"{r['density']:7.3f} {r['sol_fraction']:5.2f} {r['tile_sol']:8.3f} {r['effective_tflops']:8.1f} "
+              f"{r['layout_ratio']:6.2f}")
     return 0
 
 

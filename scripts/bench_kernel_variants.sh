@@ -39,7 +39,7 @@ case "$mode" in
       shift 2
       (cd ".kwork/$name" && PYTHONPATH=$PWD:$PYTHONPATH timeout 150 python3 scripts/bench_cutlass.py \
         --schedules "$schedule" --cases "$@" --out "$OUT/bench_${name}_$schedule.json" 2>&1) \
-        | grep -E "^(relative|cosmos|flux|hunyuan)"
+        | grep -E "^(relative|$(tr ' ' '|' <<< "$*"))"
     }
     for name in "$@"; do
       echo "== $name $(cat ".kwork/$name/ref.txt" 2>/dev/null)"
