@@ -147,7 +147,7 @@ FULL_SIZE = {
         in_channels=16, out_channels=16, num_attention_heads=32, attention_head_dim=128, num_layers=28,
         mlp_ratio=4.0, text_embed_dim=1024, adaln_lora_dim=256, max_size=(128, 240, 240), patch_size=(1, 2, 2),
         rope_scale=(2.0, 1.0, 1.0), concat_padding_mask=True, extra_pos_embed_type="learnable"),
-        "cosmos-7b-text2world", 2, 35, _cosmos_inputs),
+        "cosmos-7b-text2world", 2, 36, _cosmos_inputs),
     "wan": FullSize("wan", "Wan-AI/Wan2.1-T2V-14B-Diffusers", WanTransformer3DModel, dict(
         patch_size=(1, 2, 2), num_attention_heads=40, attention_head_dim=128, in_channels=16, out_channels=16,
         text_dim=4096, freq_dim=256, ffn_dim=13824, num_layers=40, cross_attn_norm=True,

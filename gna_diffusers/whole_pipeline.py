@@ -646,45 +646,44 @@ def _qwen_image(device: torch.device, dtype: torch.dtype):
         transformer=build_random("qwen_image", device, dtype))
 
 
-def _spec(full_size: str, build: Callable[[torch.device, torch.dtype], object], call_args: dict, steps: int,
-          recipe: str, options: dict, offload: tuple[str, ...] = ()) -> PipelineSpec:
-    """A spec whose record names the checkpoint (FULL_SIZE key `full_size`) whose configs it builds: Cosmos specs
-    share `model: cosmos`."""
+def _spec(full_size: str, build: Callable[[torch.device, torch.dtype], object], call_args: dict, recipe: str,
+          options: dict, offload: tuple[str, ...] = ()) -> PipelineSpec:
+    """A spec whose record names the checkpoint (FULL_SIZE key `full_size`) whose configs it builds, with that
+    checkpoint's default step count (FULL_SIZE, the pipeline's own default): Cosmos specs share `model: cosmos`."""
     full = FULL_SIZE[full_size]
-    return PipelineSpec(full.model, build, call_args, steps, recipe, {"checkpoint": full.checkpoint, **options},
+    return PipelineSpec(full.model, build, call_args, full.steps, recipe, {"checkpoint": full.checkpoint, **options},
                         offload)
 
 
-# Video pipelines' `steps` are the pipelines' own defaults (Cosmos-1.0 text2world: 36), `call_args` the recipe's
-# resolution with the pipelines' defaults (guidance, frames) unless said otherwise.
+# `call_args`: the recipe's resolution with the pipelines' defaults (guidance, frames) unless said otherwise.
 PIPELINES: dict[str, PipelineSpec] = {
     "hunyuan_video": _spec(
         "hunyuan_video", _hunyuan_video,
         dict(height=768, width=1280, num_frames=117, prompt_template={"template": "{}", "crop_start": 0}),
-        50, "hunyuan-video-720p",
+        "hunyuan-video-720p",
         {"vae_tiling": True, "resolution": "768x1280x117", "prompt_template": "bare (the template's 95 system "
          "tokens are not encoded; the transformer still sees 256 text slots)"}),
     "hunyuan_video_129f": _spec(          # diffusers' default size: 720x1280, 129 frames
         "hunyuan_video", _hunyuan_video,
         dict(height=720, width=1280, num_frames=129, prompt_template={"template": "{}", "crop_start": 0}),
-        50, "hunyuan-video-720p-129f",
+        "hunyuan-video-720p-129f",
         {"vae_tiling": True, "resolution": "720x1280x129", "prompt_template": "bare (the template's 95 system "
          "tokens are not encoded; the transformer still sees 256 text slots)"}),
-    "flux": _spec("flux", _flux, dict(height=4096, width=4096, guidance_scale=3.5), 28, "flux-dev-4k",
+    "flux": _spec("flux", _flux, dict(height=4096, width=4096, guidance_scale=3.5), "flux-dev-4k",
                   {"vae_tiling": False, "resolution": "4096x4096"}),
-    "cosmos": _spec("cosmos", _cosmos, dict(height=704, width=1280, num_frames=121), 36, "cosmos-7b-text2world",
+    "cosmos": _spec("cosmos", _cosmos, dict(height=704, width=1280, num_frames=121), "cosmos-7b-text2world",
                     {"vae_tiling": False, "resolution": "704x1280x121", "guidance": "CFG 7 (two calls a step)",
                      "safety_checker": "pass-through (no guardrail model offline)"}),
-    "wan": _spec("wan", _wan, dict(height=720, width=1280, num_frames=81), 50, "wan-720p",
+    "wan": _spec("wan", _wan, dict(height=720, width=1280, num_frames=81), "wan-720p",
                  {"vae_tiling": False, "resolution": "720x1280x81", "guidance": "CFG 5 (two calls a step)"}),
     "hunyuan_video15": _spec(
-        "hunyuan_video15", _hunyuan_video15, dict(height=720, width=1280, num_frames=121), 50,
+        "hunyuan_video15", _hunyuan_video15, dict(height=720, width=1280, num_frames=121),
         "hunyuan-video15-720p",
         {"vae_tiling": True, "resolution": "720x1280x121", "guidance": "CFG 6 through the guider (two calls a step)",
          "prompt_template": "bare (the 108 system-prompt tokens are not encoded; the transformer still sees 1000 "
                             "text slots, 256 glyph and 729 image slots)"}),
     "flux2": _spec(
-        "flux2", _flux2, dict(height=4096, width=4096), 50, "flux2-dev-4k",
+        "flux2", _flux2, dict(height=4096, width=4096), "flux2-dev-4k",
         {"vae_tiling": False, "resolution": "4096x4096", "guidance": "distilled guidance 4 (one call a step)",
          "memory": "the text encoder (Mistral-Small 24B, 43.5 GiB) stays in pinned host memory and streams to the "
                    "GPU layer by layer while it runs (diffusers group offloading, leaf level, with a copy stream), "
@@ -693,20 +692,20 @@ PIPELINES: dict[str, PipelineSpec] = {
                    "streaming its weights from host memory"},
         offload=("text_encoder",)),
     "qwen_image": _spec(
-        "qwen_image", _qwen_image, dict(height=4096, width=4096, negative_prompt=" "), 50, "qwen-image-4k",
+        "qwen_image", _qwen_image, dict(height=4096, width=4096, negative_prompt=" "), "qwen-image-4k",
         {"vae_tiling": False, "resolution": "4096x4096",
          "guidance": "true CFG 4 with the model card's negative prompt \" \" (two calls a step; none without one)",
          "text_tokens": "194 after the template's 34 system tokens are dropped: the in-memory vocabulary splits the "
                         "prompt into characters, where Qwen's tokenizer makes about 25 tokens; 0.3% of the 65,536 "
                         "image tokens either way"}),
     "cosmos_predict2": _spec(
-        "cosmos_predict2", _cosmos_predict2("cosmos_predict2"), dict(height=768, width=1360), 35,
+        "cosmos_predict2", _cosmos_predict2("cosmos_predict2"), dict(height=768, width=1360),
         "cosmos-predict2-text2image",
         {"vae_tiling": False, "resolution": "768x1360", "guidance": "CFG 7 (two calls a step)",
          "safety_checker": "pass-through (no guardrail model offline)"}),
     "cosmos_predict2_video": _spec(
         "cosmos_predict2_video", _cosmos_predict2("cosmos_predict2_video"),
-        dict(image=PIL.Image.new("RGB", (1280, 704), (128, 128, 128)), height=704, width=1280, num_frames=93), 35,
+        dict(image=PIL.Image.new("RGB", (1280, 704), (128, 128, 128)), height=704, width=1280, num_frames=93),
         "cosmos-predict2-video2world",
         {"vae_tiling": False, "resolution": "704x1280x93", "guidance": "CFG 7 (two calls a step)",
          "condition": "one gray 704x1280 frame", "safety_checker": "pass-through (no guardrail model offline)"}),
