@@ -11,7 +11,6 @@ stay free of torch, which takes seconds to import); `block_table` hands torch ca
 from __future__ import annotations
 
 import functools
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -152,6 +151,20 @@ def split_tile_counts(params: GNAParams, q_layout: TiledLayout, kv_layout: Tiled
             for i, side in enumerate(q_layout.tile) if side > 1]
 
 
+def _q_tiles_along(params: GNAParams, i: int, q_side: int) -> int:
+    """Q tiles of side `q_side` along dimension i of the longest dilation group (TiledLayout.tiles_per_dim)."""
+    return -(-group_length(params.grid[i], params.dilation[i], 0) // q_side)
+
+
+@functools.lru_cache(maxsize=4096)
+def _whole_dim_counts(params: GNAParams, i: int, q_side: int, kv_side: int) -> tuple[int, int]:
+    """Along dimension i, the (visited, unmasked) (Q tile, KV tile) pairs of Q side `q_side` and KV side `kv_side`:
+    the factors whose product over the dimensions is `tile_counts`' totals, for the tile searches."""
+    r = dim_tile_ranges(params.grid[i], params.window[i], params.stride[i], params.dilation[i], params.causal[i],
+                        q_side, kv_side, _q_tiles_along(params, i, q_side))
+    return int(r.visited.sum()), int(r.full.sum())
+
+
 @functools.lru_cache(maxsize=256)
 def choose_split_tiles(params: GNAParams, volume: int = 128) -> tuple[tuple[int, ...], tuple[int, ...], SplitCounts]:
     """Q and KV tile shapes (each of the given volume) and the halving with the least visited work when each half
@@ -160,21 +173,14 @@ def choose_split_tiles(params: GNAParams, volume: int = 128) -> tuple[tuple[int,
     shapes = tile_shapes(params.ndim, volume)
 
     @functools.lru_cache(maxsize=None)
-    def whole(i: int, q_side: int, kv_side: int) -> tuple[int, int]:
-        r = dim_tile_ranges(params.grid[i], params.window[i], params.stride[i], params.dilation[i], params.causal[i],
-                            q_side, kv_side, -(-group_length(params.grid[i], params.dilation[i], 0) // q_side))
-        return int(r.visited.sum()), int(r.full.sum())
-
-    @functools.lru_cache(maxsize=None)
     def halved(i: int, q_side: int, kv_side: int) -> tuple[int, int, int]:
         return _halved_dim_counts(params.grid[i], params.window[i], params.stride[i], params.dilation[i],
-                                  params.causal[i], q_side, kv_side,
-                                  -(-group_length(params.grid[i], params.dilation[i], 0) // q_side))
+                                  params.causal[i], q_side, kv_side, _q_tiles_along(params, i, q_side))
 
     candidates = []
     for q in shapes:
         for kv in shapes:
-            counts = [whole(i, q[i], kv[i]) for i in range(params.ndim)]
+            counts = [_whole_dim_counts(params, i, q[i], kv[i]) for i in range(params.ndim)]
             candidates += [(q, kv, _split(q, i, halved(i, q[i], kv[i]), counts))
                            for i in range(params.ndim) if q[i] > 1]
     return min(candidates, key=lambda c: (c[2].visited, c[2].masked, c[2].union, not c[2].row_order))
@@ -209,19 +215,12 @@ def choose_tiles(params: GNAParams, volume: int = 128) -> tuple[tuple[int, ...],
     tightly: FLUX-4K at stride 1 visits 33124 tile pairs with Q 8x16 and KV 16x8 instead of 34884, 14080 of them
     masked instead of 17600. Counts are per dimension (their product is the total), so all pairs cost little."""
     shapes = tile_shapes(params.ndim, volume)
-    q_tiles = {t: TiledLayout.make(params.grid, t, params.dilation).tiles_per_dim for t in shapes}
-
-    @functools.lru_cache(maxsize=None)
-    def dim_counts(i: int, q_side: int, kv_side: int, q_tiles_i: int) -> tuple[int, int]:
-        r = dim_tile_ranges(params.grid[i], params.window[i], params.stride[i], params.dilation[i], params.causal[i],
-                            q_side, kv_side, q_tiles_i)
-        return int(r.visited.sum()), int(r.full.sum())
 
     def cost(pair: tuple[tuple[int, ...], tuple[int, ...]]) -> tuple[int, int, bool, int]:
         q, kv = pair
         visited, full = 1, 1
         for i in range(params.ndim):
-            v, f = dim_counts(i, q[i], kv[i], q_tiles[q][i])
+            v, f = _whole_dim_counts(params, i, q[i], kv[i])
             visited, full = visited * v, full * f
         return visited, visited - full, q != kv, max(q) - min(q) + max(kv) - min(kv)
 
