@@ -253,8 +253,7 @@ class PhaseTimer:
 
     Text encoding is `encode_prompt`, the VAE phase is `vae.decode`, a step runs from its first transformer call to
     the pipeline's step-end callback, or its scheduler step where it takes no callback (so preparing latents and
-    timesteps counts as `other`), and `other` is the whole
-    call less the named phases. A step is labelled `step_kind(dense, computed)`: dense or gna from GNA's state in that
+    timesteps counts as `other`), and `other` is the whole call less the named phases. A step is labelled `step_kind(dense, computed)`: dense or gna from GNA's state in that
     step, computed from `computed` (the cache's schedule for this call; None: no cache, every step runs)."""
 
     def __init__(self, pipe, computed: Optional[Sequence[bool]] = None) -> None:
@@ -458,6 +457,21 @@ def time_whole_pipeline(spec: PipelineSpec, device: torch.device, dtype: torch.d
 
 # ---------------------------------------------------------------- full-size pipelines, random weights
 
+def _clip_l():
+    """openai/clip-vit-large-patch14's text model, the second text encoder of FLUX.1 and HunyuanVideo."""
+    from transformers import CLIPTextConfig
+    return CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
+                          max_position_embeddings=77, projection_dim=768, vocab_size=49408)
+
+
+def _pass_through_guardrail(device: torch.device) -> torch.nn.Module:
+    """The Cosmos pipelines' safety checker: no guardrail model offline, so everything passes (tiny.AlwaysSafe),
+    made on `device` as the pipeline's other components are."""
+    from .tiny import AlwaysSafe
+    with torch.device(device):
+        return AlwaysSafe()
+
+
 def _t5_11b():
     """google-t5/t5-11b's encoder (T5 1.0, ReLU feed-forward, 1024 wide), the text encoder of Cosmos-1.0 and
     Cosmos-Predict2."""
@@ -477,35 +491,31 @@ def _qwen25_vl_7b_text() -> dict:
 
 def _hunyuan_video(device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderKLHunyuanVideo, FlowMatchEulerDiscreteScheduler, HunyuanVideoPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel, LlamaConfig, LlamaModel
+    from transformers import CLIPTextModel, LlamaConfig, LlamaModel
 
     from .tiny import clip_tokenizer, llama_tokenizer
     # hunyuanvideo-community/HunyuanVideo: text_encoder is llava-llama-3-8b's language model, text_encoder_2 CLIP-L
     llama = LlamaConfig(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                         num_key_value_heads=8, vocab_size=128320, rope_theta=500000.0, rms_norm_eps=1e-5,
                         max_position_embeddings=8192)
-    clip = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                          max_position_embeddings=77, projection_dim=768, vocab_size=49408)
     pipe = HunyuanVideoPipeline(
         text_encoder=random_module(LlamaModel, llama, device, dtype), tokenizer=llama_tokenizer(256),
         transformer=build_random("hunyuan_video", device, dtype),
         vae=random_module(AutoencoderKLHunyuanVideo, {}, device, dtype),
         scheduler=FlowMatchEulerDiscreteScheduler(shift=7.0),
-        text_encoder_2=random_module(CLIPTextModel, clip, device, dtype), tokenizer_2=clip_tokenizer())
+        text_encoder_2=random_module(CLIPTextModel, _clip_l(), device, dtype), tokenizer_2=clip_tokenizer())
     pipe.vae.enable_tiling()            # the model card's setting: a 720p clip does not decode untiled
     return pipe
 
 
 def _flux(device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxPipeline
-    from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
+    from transformers import CLIPTextModel, T5Config, T5EncoderModel
 
     from .tiny import clip_tokenizer, t5_tokenizer
     # black-forest-labs/FLUX.1-dev: CLIP-L, T5-v1.1-XXL encoder, the 16-channel VAE
     t5 = T5Config(d_model=4096, d_ff=10240, num_layers=24, num_heads=64, d_kv=64, vocab_size=32128,
                   feed_forward_proj="gated-gelu", is_encoder_decoder=False, use_cache=False)
-    clip = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12, num_attention_heads=12,
-                          max_position_embeddings=77, projection_dim=768, vocab_size=49408)
     vae = dict(in_channels=3, out_channels=3, latent_channels=16, block_out_channels=(128, 256, 512, 512),
                down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
                layers_per_block=2, scaling_factor=0.3611, shift_factor=0.1159, use_quant_conv=False,
@@ -514,7 +524,7 @@ def _flux(device: torch.device, dtype: torch.dtype):
         scheduler=FlowMatchEulerDiscreteScheduler(shift=3.0, use_dynamic_shifting=True, base_shift=0.5,
                                                   max_shift=1.15, base_image_seq_len=256, max_image_seq_len=4096),
         vae=random_module(AutoencoderKL, vae, device, dtype),
-        text_encoder=random_module(CLIPTextModel, clip, device, dtype), tokenizer=clip_tokenizer(),
+        text_encoder=random_module(CLIPTextModel, _clip_l(), device, dtype), tokenizer=clip_tokenizer(),
         text_encoder_2=random_module(T5EncoderModel, t5, device, dtype), tokenizer_2=t5_tokenizer(512),
         transformer=build_random("flux", device, dtype))
 
@@ -523,18 +533,16 @@ def _cosmos(device: torch.device, dtype: torch.dtype):
     from diffusers import AutoencoderKLCosmos, CosmosTextToWorldPipeline, EDMEulerScheduler
     from transformers import T5EncoderModel
 
-    from .tiny import AlwaysSafe, t5_tokenizer
+    from .tiny import t5_tokenizer
     # nvidia/Cosmos-1.0-Diffusion-7B-Text2World: T5-11B's encoder, the Cosmos-1.0-Tokenizer-CV8x8x8 VAE (diffusers'
-    # defaults for AutoencoderKLCosmos), its EDM scheduler; no guardrail model offline, so everything passes
-    with torch.device(device):
-        safety_checker = AlwaysSafe()
+    # defaults for AutoencoderKLCosmos), its EDM scheduler
     return CosmosTextToWorldPipeline(
         text_encoder=random_module(T5EncoderModel, _t5_11b(), device, dtype), tokenizer=t5_tokenizer(512),
         transformer=build_random("cosmos", device, dtype), vae=random_module(AutoencoderKLCosmos, {}, device, dtype),
         scheduler=EDMEulerScheduler(sigma_min=0.002, sigma_max=80, sigma_data=0.5, sigma_schedule="karras",
                                     num_train_timesteps=1000, prediction_type="epsilon", rho=7.0,
                                     final_sigmas_type="sigma_min"),
-        safety_checker=safety_checker)
+        safety_checker=_pass_through_guardrail(device))
 
 
 def _cosmos_predict2(model: str) -> Callable[[torch.device, torch.dtype], object]:
@@ -545,14 +553,13 @@ def _cosmos_predict2(model: str) -> Callable[[torch.device, torch.dtype], object
                                FlowMatchEulerDiscreteScheduler)
         from transformers import T5EncoderModel
 
-        from .tiny import AlwaysSafe, t5_tokenizer
+        from .tiny import t5_tokenizer
         pipeline = Cosmos2VideoToWorldPipeline if model == "cosmos_predict2_video" else Cosmos2TextToImagePipeline
-        with torch.device(device):
-            safety_checker = AlwaysSafe()
         return pipeline(
             text_encoder=random_module(T5EncoderModel, _t5_11b(), device, dtype), tokenizer=t5_tokenizer(512),
             transformer=build_random(model, device, dtype), vae=random_module(AutoencoderKLWan, {}, device, dtype),
-            scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True), safety_checker=safety_checker)
+            scheduler=FlowMatchEulerDiscreteScheduler(use_karras_sigmas=True),
+            safety_checker=_pass_through_guardrail(device))
     return build
 
 
@@ -648,43 +655,43 @@ def _qwen_image(device: torch.device, dtype: torch.dtype):
 
 def _spec(full_size: str, build: Callable[[torch.device, torch.dtype], object], call_args: dict, recipe: str,
           options: dict, offload: tuple[str, ...] = ()) -> PipelineSpec:
-    """A spec whose record names the checkpoint (FULL_SIZE key `full_size`) whose configs it builds, with that
-    checkpoint's default step count (FULL_SIZE, the pipeline's own default): Cosmos specs share `model: cosmos`."""
+    """A spec whose record names the checkpoint (FULL_SIZE key `full_size`) whose configs it builds and the resolution
+    of `call_args`, with that checkpoint's default step count (FULL_SIZE, the pipeline's own default): Cosmos specs
+    share `model: cosmos`."""
     full = FULL_SIZE[full_size]
-    return PipelineSpec(full.model, build, call_args, full.steps, recipe, {"checkpoint": full.checkpoint, **options},
-                        offload)
+    size = [call_args["height"], call_args["width"]] + ([call_args["num_frames"]] if "num_frames" in call_args else [])
+    return PipelineSpec(full.model, build, call_args, full.steps, recipe,
+                        {"checkpoint": full.checkpoint, "resolution": "x".join(map(str, size)), **options}, offload)
+
+
+def _hunyuan_video_spec(height: int, frames: int, recipe: str) -> PipelineSpec:
+    """HunyuanVideo at 1280 wide, `height` x `frames`, with the bare prompt template and the tiled VAE."""
+    call_args = dict(height=height, width=1280, num_frames=frames, prompt_template={"template": "{}", "crop_start": 0})
+    return _spec("hunyuan_video", _hunyuan_video, call_args, recipe,
+                 {"vae_tiling": True, "prompt_template": "bare (the template's 95 system tokens are not encoded; the "
+                                                         "transformer still sees 256 text slots)"})
 
 
 # `call_args`: the recipe's resolution with the pipelines' defaults (guidance, frames) unless said otherwise.
 PIPELINES: dict[str, PipelineSpec] = {
-    "hunyuan_video": _spec(
-        "hunyuan_video", _hunyuan_video,
-        dict(height=768, width=1280, num_frames=117, prompt_template={"template": "{}", "crop_start": 0}),
-        "hunyuan-video-720p",
-        {"vae_tiling": True, "resolution": "768x1280x117", "prompt_template": "bare (the template's 95 system "
-         "tokens are not encoded; the transformer still sees 256 text slots)"}),
-    "hunyuan_video_129f": _spec(          # diffusers' default size: 720x1280, 129 frames
-        "hunyuan_video", _hunyuan_video,
-        dict(height=720, width=1280, num_frames=129, prompt_template={"template": "{}", "crop_start": 0}),
-        "hunyuan-video-720p-129f",
-        {"vae_tiling": True, "resolution": "720x1280x129", "prompt_template": "bare (the template's 95 system "
-         "tokens are not encoded; the transformer still sees 256 text slots)"}),
+    "hunyuan_video": _hunyuan_video_spec(768, 117, "hunyuan-video-720p"),
+    "hunyuan_video_129f": _hunyuan_video_spec(720, 129, "hunyuan-video-720p-129f"),   # diffusers' default size
     "flux": _spec("flux", _flux, dict(height=4096, width=4096, guidance_scale=3.5), "flux-dev-4k",
-                  {"vae_tiling": False, "resolution": "4096x4096"}),
+                  {"vae_tiling": False}),
     "cosmos": _spec("cosmos", _cosmos, dict(height=704, width=1280, num_frames=121), "cosmos-7b-text2world",
-                    {"vae_tiling": False, "resolution": "704x1280x121", "guidance": "CFG 7 (two calls a step)",
+                    {"vae_tiling": False, "guidance": "CFG 7 (two calls a step)",
                      "safety_checker": "pass-through (no guardrail model offline)"}),
     "wan": _spec("wan", _wan, dict(height=720, width=1280, num_frames=81), "wan-720p",
-                 {"vae_tiling": False, "resolution": "720x1280x81", "guidance": "CFG 5 (two calls a step)"}),
+                 {"vae_tiling": False, "guidance": "CFG 5 (two calls a step)"}),
     "hunyuan_video15": _spec(
         "hunyuan_video15", _hunyuan_video15, dict(height=720, width=1280, num_frames=121),
         "hunyuan-video15-720p",
-        {"vae_tiling": True, "resolution": "720x1280x121", "guidance": "CFG 6 through the guider (two calls a step)",
+        {"vae_tiling": True, "guidance": "CFG 6 through the guider (two calls a step)",
          "prompt_template": "bare (the 108 system-prompt tokens are not encoded; the transformer still sees 1000 "
                             "text slots, 256 glyph and 729 image slots)"}),
     "flux2": _spec(
         "flux2", _flux2, dict(height=4096, width=4096), "flux2-dev-4k",
-        {"vae_tiling": False, "resolution": "4096x4096", "guidance": "distilled guidance 4 (one call a step)",
+        {"vae_tiling": False, "guidance": "distilled guidance 4 (one call a step)",
          "memory": "the text encoder (Mistral-Small 24B, 43.5 GiB) stays in pinned host memory and streams to the "
                    "GPU layer by layer while it runs (diffusers group offloading, leaf level, with a copy stream), "
                    "on both sides: with it resident, 103.7 GiB of weights would leave one H200 36 GiB for 4K "
@@ -693,7 +700,7 @@ PIPELINES: dict[str, PipelineSpec] = {
         offload=("text_encoder",)),
     "qwen_image": _spec(
         "qwen_image", _qwen_image, dict(height=4096, width=4096, negative_prompt=" "), "qwen-image-4k",
-        {"vae_tiling": False, "resolution": "4096x4096",
+        {"vae_tiling": False,
          "guidance": "true CFG 4 with the model card's negative prompt \" \" (two calls a step; none without one)",
          "text_tokens": "194 after the template's 34 system tokens are dropped: the in-memory vocabulary splits the "
                         "prompt into characters, where Qwen's tokenizer makes about 25 tokens; 0.3% of the 65,536 "
@@ -701,12 +708,12 @@ PIPELINES: dict[str, PipelineSpec] = {
     "cosmos_predict2": _spec(
         "cosmos_predict2", _cosmos_predict2("cosmos_predict2"), dict(height=768, width=1360),
         "cosmos-predict2-text2image",
-        {"vae_tiling": False, "resolution": "768x1360", "guidance": "CFG 7 (two calls a step)",
+        {"vae_tiling": False, "guidance": "CFG 7 (two calls a step)",
          "safety_checker": "pass-through (no guardrail model offline)"}),
     "cosmos_predict2_video": _spec(
         "cosmos_predict2_video", _cosmos_predict2("cosmos_predict2_video"),
         dict(image=PIL.Image.new("RGB", (1280, 704), (128, 128, 128)), height=704, width=1280, num_frames=93),
         "cosmos-predict2-video2world",
-        {"vae_tiling": False, "resolution": "704x1280x93", "guidance": "CFG 7 (two calls a step)",
+        {"vae_tiling": False, "guidance": "CFG 7 (two calls a step)",
          "condition": "one gray 704x1280 frame", "safety_checker": "pass-through (no guardrail model offline)"}),
 }
