@@ -251,10 +251,11 @@ def stream_from_host(module: torch.nn.Module, device: torch.device) -> None:
 class PhaseTimer:
     """Times one pipeline call phase by phase (the GPU synchronised at every boundary).
 
-    Text encoding is `encode_prompt`, the VAE phase is `vae.decode`, a step runs from its first transformer call to
-    the pipeline's step-end callback, or its scheduler step where it takes no callback (so preparing latents and
-    timesteps counts as `other`), and `other` is the whole call less the named phases. A step is labelled `step_kind(dense, computed)`: dense or gna from GNA's state in that
-    step, computed from `computed` (the cache's schedule for this call; None: no cache, every step runs)."""
+    Text encoding is `encode_prompt`, the VAE phase is `vae.decode`, a step runs from its first transformer call to the
+    pipeline's step-end callback, or its scheduler step where it takes no callback (so preparing latents and timesteps
+    counts as `other`), and `other` is the whole call less the named phases. A step is labelled `step_kind(dense,
+    computed)`: dense or gna from GNA's state in that step, computed from `computed` (the cache's schedule for this
+    call; None: no cache, every step runs)."""
 
     def __init__(self, pipe, computed: Optional[Sequence[bool]] = None) -> None:
         self.pipe = pipe

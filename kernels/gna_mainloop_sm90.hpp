@@ -361,8 +361,9 @@ struct MainloopSm90 {
     int row_base = wg * get<0>(TileShapeQK{});
 
     // The current work tile: its box, which keys each of this thread's query rows sees (RowKeys, for its two key
-    // columns per 8), and (while the box's border is visited) the coordinates of the next border tile to mask. KV tiles come interior first (no mask),
-    // then border (gna_tile_box.hpp), then the extra tiles: whole ones unmasked, a partial last one cut to its keys.
+    // columns per 8), and (while the box's border is visited) the coordinates of the next border tile to mask. KV tiles
+    // come interior first (no mask), then border (gna_tile_box.hpp), then the extra tiles: whole ones unmasked, a
+    // partial last one cut to its keys.
     int tile = 0;
     TileCoord at;
     TileBox const* box;

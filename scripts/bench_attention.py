@@ -1,16 +1,17 @@
 """Time GNA backends against dense cuDNN SDPA on the published configurations; print a table, write JSON records.
 
-Every row carries the dense baseline measured in the same run, so `sol_fraction = dense_ms * density / kernel_ms`
-(1.0 = exactly the dense kernel's speed on the work that remains) and `tile_sol = dense_ms / tile_bound / kernel_ms`
-(1.0 = the dense kernel's speed per tile pair, counting the tile pairs the backend's own tile shapes visit, masked and
-padded keys included); `tile_sol_call` is the same for the whole call (`ms`), what a model's layer pays. `ms` is the whole call, token layout included (a permute in and out for flex; none for
-cutlass at dilation 1, whose kernel reads the model's token order); `kernel_ms` is the attention alone, on pre-tiled
-tensors where the backend needs them. The dense baseline, the call and the kernel are timed in alternation, so clock
-drift during the run cannot favour one of them. Cases with text tokens (`*_text`) give every grid query `extra`
-extra keys of which the first `extra_valid` are valid (all without a mask); their dense baseline is dense SDPA over
-the grid and the valid text keys. Causal and dilated cases keep the same (non-causal, undilated) dense baseline; their
-density and tile bound count only what the causal/dilated neighborhoods leave. A case may fix its own dtype and
-head_dim (the small and head_dim-64 cases); the others take --dtype/--head-dim.
+Every row carries the dense baseline measured in the same run, so `sol_fraction = dense_ms * density / kernel_ms` (1.0 =
+exactly the dense kernel's speed on the work that remains) and `tile_sol = dense_ms / tile_bound / kernel_ms` (1.0 = the
+dense kernel's speed per tile pair, counting the tile pairs the backend's own tile shapes visit, masked and padded keys
+included); `tile_sol_call` is the same for the whole call (`ms`), what a model's layer pays. `ms` is the whole call,
+token layout included (a permute in and out for flex; none for cutlass at dilation 1, whose kernel reads the model's
+token order); `kernel_ms` is the attention alone, on pre-tiled tensors where the backend needs them. The dense baseline,
+the call and the kernel are timed in alternation, so clock drift during the run cannot favour one of them. Cases with
+text tokens (`*_text`) give every grid query `extra` extra keys of which the first `extra_valid` are valid (all without
+a mask); their dense baseline is dense SDPA over the grid and the valid text keys. Causal and dilated cases keep the
+same (non-causal, undilated) dense baseline; their density and tile bound count only what the causal/dilated
+neighborhoods leave. A case may fix its own dtype and head_dim (the small and head_dim-64 cases); the others take
+--dtype/--head-dim.
 
     python scripts/bench_attention.py --out bench/results/attention_h100.json [--backends flex cutlass] [--cases ...]
 """

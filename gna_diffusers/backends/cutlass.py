@@ -426,8 +426,9 @@ def cutlass_forward(inputs: GNAInputs, schedule: Optional[str] = None,
                     max_ctas: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
     """GNA through the kernel (`schedule` and `max_ctas`: see _kernel_call), with the extra tokens."""
     plan = _plan(inputs.params)
-    natural = _natural(inputs.params, arch_of(inputs.device))
-    in_kernel = arch_of(inputs.device) == "sm90a"
+    arch = arch_of(inputs.device)
+    natural = _natural(inputs.params, arch)
+    in_kernel = arch == "sm90a"
     run = _kernel_call(inputs, plan.flat, natural, schedule, max_ctas)
     out, lse = run(*_kernel_inputs(inputs, plan, natural), extra=extra_tokens(inputs) if in_kernel else None)
     if not natural:
