@@ -262,6 +262,7 @@ class PhaseTimer:
         self.computed = computed
         self.text_s = self.vae_s = self.total_s = 0.0
         self.steps: list[tuple[str, float]] = []       # (kind, seconds) per denoising step
+        self.memory: Optional[dict] = None             # the call's GPU memory peaks and allocator retries
         self._step_start: Optional[float] = None
 
     def _now(self) -> float:
@@ -312,14 +313,34 @@ class PhaseTimer:
         else:
             pipe.scheduler.step = self._ending_steps(type(pipe.scheduler).step.__get__(pipe.scheduler))
         try:
+            retries = self._memory_watch()
             start = self._now()
             out = pipe(**kwargs)
             self.total_s = self._now() - start
+            self.memory = self._memory_seen(retries)
         finally:
             hook.remove()
             del pipe.encode_prompt, pipe.vae.decode       # the class methods show through again
             vars(pipe.scheduler).pop("step", None)
         return out
+
+    @staticmethod
+    def _memory_watch() -> int:
+        """Start watching the GPU's memory peaks; returns the allocator's retries so far (0 without a GPU)."""
+        if not torch.cuda.is_available():
+            return 0
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_stats().get("num_alloc_retries", 0)
+
+    @staticmethod
+    def _memory_seen(retries: int) -> Optional[dict]:
+        """The peaks since `_memory_watch` and the allocator's retries since then (each frees the cache and
+        synchronises: a call near the memory limit slows down without any kernel changing); None without a GPU."""
+        if not torch.cuda.is_available():
+            return None
+        return {"peak_allocated_gib": round(torch.cuda.max_memory_allocated() / GIB, 2),
+                "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / GIB, 2),
+                "alloc_retries": torch.cuda.memory_stats().get("num_alloc_retries", 0) - retries}
 
     @property
     def other_s(self) -> float:
@@ -447,7 +468,8 @@ def time_whole_pipeline(spec: PipelineSpec, device: torch.device, dtype: torch.d
         "steps_by_kind": {side: {k: {"count": n, "step_s": seconds[k]} for k, n in counts.items()}
                           for side, counts, seconds in (("stock", stock_counts, stock_s), ("gna", gna_counts, gna_s))},
         "measured": {"stock_steps": stock.steps, "gna_steps": gna.steps, "stock_call_s": stock.total_s,
-                     "gna_call_s": gna.total_s, "graphs_compiled": compiled_while_measuring},   # 0: no compile timed
+                     "gna_call_s": gna.total_s, "graphs_compiled": compiled_while_measuring,   # 0: no compile timed
+                     "stock_memory": stock.memory, "gna_memory": gna.memory},
         "options": options,
         "totals": f"phases added up for {spec.steps} steps: text + each kind of step (dense, gna; -cached where the "
                   f"cache predicts it) x its count in a full run x its median + VAE decode + other; each measured in "
