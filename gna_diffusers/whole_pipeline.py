@@ -248,6 +248,17 @@ def stream_from_host(module: torch.nn.Module, device: torch.device) -> None:
 
 # ---------------------------------------------------------------- timing
 
+def _sm_clock_mhz() -> Optional[int]:
+    """The GPU's SM clock over NVML's last sample period (a step slower than its twin at a lower clock was throttled,
+    not changed); None without a GPU or without NVML's Python bindings."""
+    if not torch.cuda.is_available():
+        return None
+    try:
+        return torch.cuda.clock_rate()
+    except Exception:   # nvidia-ml-py missing, or NVML unusable in this container
+        return None
+
+
 class PhaseTimer:
     """Times one pipeline call phase by phase (the GPU synchronised at every boundary).
 
@@ -263,6 +274,7 @@ class PhaseTimer:
         self.text_s = self.vae_s = self.total_s = 0.0
         self.steps: list[tuple[str, float]] = []       # (kind, seconds) per denoising step
         self.memory: Optional[dict] = None             # the call's GPU memory peaks and allocator retries
+        self.sm_clocks_mhz: list[Optional[int]] = []   # the SM clock NVML saw as each step ended
         self._step_start: Optional[float] = None
 
     def _now(self) -> float:
@@ -286,6 +298,7 @@ class PhaseTimer:
         state = gna_state(self.pipe)
         kind = step_kind(state is None or state.dense_now, self.computed is None or self.computed[len(self.steps)])
         self.steps.append((kind, self._now() - self._step_start))
+        self.sm_clocks_mhz.append(_sm_clock_mhz())
         self._step_start = None
 
     def step_end(self, pipe, step: int, timestep, callback_kwargs: dict) -> dict:
@@ -469,7 +482,8 @@ def time_whole_pipeline(spec: PipelineSpec, device: torch.device, dtype: torch.d
                           for side, counts, seconds in (("stock", stock_counts, stock_s), ("gna", gna_counts, gna_s))},
         "measured": {"stock_steps": stock.steps, "gna_steps": gna.steps, "stock_call_s": stock.total_s,
                      "gna_call_s": gna.total_s, "graphs_compiled": compiled_while_measuring,   # 0: no compile timed
-                     "stock_memory": stock.memory, "gna_memory": gna.memory},
+                     "stock_memory": stock.memory, "gna_memory": gna.memory,
+                     "stock_sm_clock_mhz": stock.sm_clocks_mhz, "gna_sm_clock_mhz": gna.sm_clocks_mhz},
         "options": options,
         "totals": f"phases added up for {spec.steps} steps: text + each kind of step (dense, gna; -cached where the "
                   f"cache predicts it) x its count in a full run x its median + VAE decode + other; each measured in "
