@@ -3,11 +3,12 @@
 #   here:            scripts/bench_kernel_variants.sh export main=main fastdiv=fastdiv   (-> .kwork/<name>/)
 #   on the device:   OUT=$OUT scripts/bench_kernel_variants.sh run main fastdiv           (carry .kwork and .whl)
 # Each ref's kernels, package and scripts are exported together (a kernel's parameters follow its package's planner).
-# `run` builds bf16 d128 of each (the schedules that have cases, in parallel), counts HGMMA and local-memory ops in
-# the SASS, then times each with its own scripts/bench_cutlass.py (its schedule check against the reference
-# included): the block-sparse recipes on the persistent schedule and the stride-1 grids on the single one, the
-# schedules the backend picks. PERSISTENT_CASES and SINGLE_CASES replace those case lists (an empty one skips that
-# schedule).
+# `run` builds DTYPE (default bfloat16) and HEAD_DIM (default 128) of each (the schedules that have cases, in
+# parallel), counts HGMMA and local-memory ops in the SASS, then times each with its own scripts/bench_cutlass.py (its
+# schedule check against the reference included): the block-sparse recipes on the persistent schedule and the
+# stride-1 grids on the single one, the schedules the backend picks. PERSISTENT_CASES and SINGLE_CASES replace those
+# case lists (an empty one skips that schedule). It writes a build log per ref and a JSON per ref and schedule under
+# $OUT: more than the device returns for several refs, so tar them into one file there.
 set -o pipefail
 mode=$1
 shift
@@ -20,6 +21,7 @@ case "$mode" in
       echo "$name: $(git rev-parse --short "$ref")" | tee ".kwork/$name/ref.txt"
     done ;;
   run)
+    DTYPE=${DTYPE:-bfloat16} HEAD_DIM=${HEAD_DIM:-128}
     PERSISTENT_CASES=${PERSISTENT_CASES-cosmos flux_4k hunyuan_video}
     SINGLE_CASES=${SINGLE_CASES-hunyuan_video_stride1 flux_4k_stride1}
     export PYTHONUNBUFFERED=1 GNA_KERNEL_CACHE=${GNA_KERNEL_CACHE:-/tmp/gna_kernel_cache}
@@ -29,7 +31,7 @@ case "$mode" in
     schedules=$([ -n "$PERSISTENT_CASES" ] && echo persistent; [ -n "$SINGLE_CASES" ] && echo single)
     for name in "$@"; do
       (cd ".kwork/$name" && PYTHONPATH=$PWD:$PYTHONPATH timeout 300 python3 -m gna_diffusers build-kernels \
-         --dtypes bfloat16 --head-dims 128 --schedules $schedules --jobs 2 > "$OUT/build_$name.log" 2>&1
+         --dtypes "$DTYPE" --head-dims "$HEAD_DIM" --schedules $schedules --jobs 2 > "$OUT/build_$name.log" 2>&1
        echo "build $name: rc $?") &
     done
     wait
@@ -38,7 +40,8 @@ case "$mode" in
       local name=$1 schedule=$2
       shift 2
       (cd ".kwork/$name" && PYTHONPATH=$PWD:$PYTHONPATH timeout 150 python3 scripts/bench_cutlass.py \
-        --schedules "$schedule" --cases "$@" --out "$OUT/bench_${name}_$schedule.json" 2>&1) \
+        --schedules "$schedule" --dtype "$DTYPE" --head-dim "$HEAD_DIM" --cases "$@" \
+        --out "$OUT/bench_${name}_${schedule}_${DTYPE}_d$HEAD_DIM.json" 2>&1) \
         | grep -E "^(relative|$(tr ' ' '|' <<< "$*"))"
     }
     for name in "$@"; do
