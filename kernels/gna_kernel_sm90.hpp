@@ -68,7 +68,7 @@ struct KernelSm90 {
 
   // A consumer warpgroup's view of its CTA's work tiles (`count` of them), in the producer's order: `next(at,
   // extra_keys)` sets the next one's coordinates and valid extra tokens and returns its box, which stays in shared
-  // memory until the following call (read where it is used rather than held in registers).
+  // memory until the following call (the mainloop copies it into registers).
   struct WorkTiles {
     int count;
     PipelineTiles* pipeline;

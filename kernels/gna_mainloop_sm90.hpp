@@ -366,29 +366,26 @@ struct MainloopSm90 {
     // partial last one cut to its keys.
     int tile = 0;
     TileCoord at;
-    TileBox const* box;
-    int box_count, interior_count;  // of *box, read once
+    TileBox box;  // a copy in registers: the border cursor reads it every border step
     int extra_keys;                 // valid extra tokens of the tile's batch entry
-    int whole_end, steps;           // steps [box_count, whole_end) are whole extra tiles; a partial one ends `steps`
+    int whole_end, steps;           // steps [box.count, whole_end) are whole extra tiles; a partial one ends `steps`
     RowKeys rows[kRows];
     int key_base = get<1>(tScS_mn(0, 0));  // this thread's first key column (the other is key_base + 1)
     TileCursor border;
     auto begin_tile = [&]() {
-      box = &tiles.next(at, extra_keys);
-      box_count = box->count;
-      interior_count = box->interior_count;
-      whole_end = box_count + extra_keys / kTileRows;
-      steps = box_count + extra_tiles(extra_keys);
+      box = tiles.next(at, extra_keys);
+      whole_end = box.count + extra_keys / kTileRows;
+      steps = box.count + extra_tiles(extra_keys);
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) {
-        RowWindow window = RowWindow::make(params.tiles, *box, row_base + get<0>(tScS_mn(i, 0)));
+        RowWindow window = RowWindow::make(params.tiles, box, row_base + get<0>(tScS_mn(i, 0)));
         if constexpr (std::is_same_v<RowKeys, RowEdges>) {
           rows[i] = RowEdges::make(params.key_mask, params.tiles, window, key_base);
         } else {
           rows[i] = window;
         }
       }
-      if (interior_count == 0) border = TileCursor::first(*box);
+      if (box.interior_count == 0) border = TileCursor::first(box);
       pipeline_q.consumer_wait(smem_pipe_read_q);
     };
 
@@ -418,11 +415,11 @@ struct MainloopSm90 {
     // Step `loop`'s mask (a border step's or a partial extra tile's) and the cursor moved on to the next step's
     // tile, done while the step's products compute, so that only the bit tests wait for the scores.
     uint32_t mask[kRows];
-    auto is_masked = [&](int loop) { return (loop >= interior_count && loop < box_count) || loop >= whole_end; };
+    auto is_masked = [&](int loop) { return (loop >= box.interior_count && loop < box.count) || loop >= whole_end; };
     auto prepare_mask = [&](int loop, bool masked) {
       if (masked) {
-        if (loop < box_count) {
-          KeyMask::tile_keys(*box, border.kv, [&](int i, int d, int t) {
+        if (loop < box.count) {
+          KeyMask::tile_keys(box, border.kv, [&](int i, int d, int t) {
             if constexpr (std::is_same_v<RowKeys, RowEdges>) {
               return rows[i].keys(d, t);
             } else {
@@ -433,7 +430,7 @@ struct MainloopSm90 {
           KeyMask::first_keys(extra_keys % kTileRows, key_base, mask);
         }
       }
-      if (loop + 1 < box_count && loop + 1 >= interior_count) border.advance(*box, loop + 1);
+      if (loop + 1 < box.count && loop + 1 >= box.interior_count) border.advance(box, loop + 1);
     };
 
     // Step 0 of the first tile: scores and probabilities; its PV product is issued with the next step's scores.
@@ -450,13 +447,13 @@ struct MainloopSm90 {
     gemm_zero_acc(tiled_mma_qk, tSrQ(_, _, _, smem_pipe_read_q.index()), tSrK(_, _, _, k_read.index()), acc_qk);
     warpgroup_commit_batch();
     pass_turn(wg);
-    prepare_mask(0, interior_count == 0);
+    prepare_mask(0, box.interior_count == 0);
     warpgroup_wait<0>();
     warpgroup_fence_operand(acc_qk);
     pipeline.consumer_release(k_read);
     PipelineState v_read = k_read;
     ++v_read;  // V of step 0
-    if (interior_count == 0) apply_mask(acc_qk, tScS_mn, mask);
+    if (box.interior_count == 0) apply_mask(acc_qk, tScS_mn, mask);
     softmax.first(acc_qk_mn);
     Tensor p_op = probabilities_operand(acc_qk);
 
