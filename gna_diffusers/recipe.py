@@ -17,7 +17,7 @@ from .ops.params import GNAParams
 
 MODELS = ("flux", "hunyuan_video", "cosmos", "wan", "flux2", "qwen_image", "hunyuan_video15")
 GRID_POLICIES = ("proportional", "clip", "refuse")
-DENSE_PATHS = ("fast", "original")
+DENSE_PATHS = ("fast", "kernel", "original")
 TOP_KEYS = {"name", "description", "model", "grid", "dense_steps", "dense_path", "layers", "backend",
             "on_grid_mismatch"}
 LAYER_KEYS = {"blocks", "window", "stride", "dilation", "causal"}
@@ -48,7 +48,9 @@ class Recipe:
     on_grid_mismatch: str = "proportional"
     description: str = ""
     # dense steps: "fast" attends to the valid keys only, unmasked, on the fastest exact SDPA kernel (cuDNN first);
-    # "original" calls the model's own processor. The same function either way.
+    # "kernel" runs the grid queries on our GNA kernel with the window equal to the grid (exactly dense), the valid
+    # text as its extra tokens, where that kernel serves the device (models/common.py, dense_kernel_backend), else
+    # "fast"; "original" calls the model's own processor. The same function every way.
     dense_path: str = "fast"
 
     def dense_step_count(self, total_steps: int) -> int:

@@ -1,5 +1,5 @@
-"""Dense steps on the fast path (valid keys only, unmasked, fastest SDPA kernel) compute the original processors'
-function: whole tiny pipelines, every step dense, against stock diffusers; padded prompts of different lengths in one
+"""Dense steps on the fast path (valid keys only, unmasked, fastest SDPA kernel) and on the kernel path (the GNA op
+with the window equal to the grid, the valid text as extra tokens) compute the original processors' function: whole tiny pipelines, every step dense, against stock diffusers; padded prompts of different lengths in one
 batch included, so dropping padded keys is checked against masking them. `dense_path: original` and disable_gna give
 stock diffusers' output bit for bit."""
 
@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import gna_diffusers
+from gna_diffusers.models import common
 from gna_diffusers.models.common import dense_attention
 from gna_diffusers.pipeline import transformers_and_scheduler
 from gna_diffusers.tiny import TINY_PIPELINES
@@ -30,8 +31,8 @@ def _run(pipe, call_args):
 
 
 @pytest.mark.parametrize("model", sorted(GRIDS))
-@pytest.mark.parametrize("dense_path", ["fast", "original"])
-def test_dense_steps_equal_stock(model: str, dense_path: str) -> None:
+@pytest.mark.parametrize("dense_path", ["fast", "kernel", "original"])
+def test_dense_steps_equal_stock(model: str, dense_path: str, monkeypatch) -> None:
     builder, call_args = TINY_PIPELINES[model]
     pipe = builder(0)
     stock = _run(pipe, call_args)
@@ -44,6 +45,10 @@ def test_dense_steps_equal_stock(model: str, dense_path: str) -> None:
     hooks = [transformer.register_forward_pre_hook(lambda *_: seen.append((state.dense_now, state.text_valid,
                                                                             state.text_len)))
              for transformer in transformers_and_scheduler(pipe)[0]]
+    gna_calls = []   # the GNA op's calls with the window equal to the grid: `dense_path: kernel`'s dense steps
+    gna_op = common.gna_op
+    monkeypatch.setattr(common, "gna_op", lambda q, k, v, params, *rest: gna_calls.append(params.window == params.grid)
+                        or gna_op(q, k, v, params, *rest))
     try:
         original_calls = count_original_calls(pipe)
         ours = _run(pipe, call_args)
@@ -53,9 +58,12 @@ def test_dense_steps_equal_stock(model: str, dense_path: str) -> None:
             hook.remove()
     assert seen and all(dense for dense, _, _ in seen)
     # the fast path really ran (the original processors never did), and the original path really ran them
-    assert (original_calls[0] == 0) == (dense_path == "fast")
-    if dense_path == "fast":
-        torch.testing.assert_close(ours, stock, atol=2e-5, rtol=2e-5)
+    assert (original_calls[0] == 0) == (dense_path != "original")
+    # the kernel path ran the GNA op, dense, on every patched layer's call (FLUX.2's KV-cache modes aside: none here)
+    assert (len(gna_calls) > 0) == (dense_path == "kernel") and all(gna_calls)
+    if dense_path != "original":   # fp32 on other kernels: the kernel path sums in another order (reference backend)
+        tolerance = 1e-4 if dense_path == "kernel" else 2e-5
+        torch.testing.assert_close(ours, stock, atol=tolerance, rtol=tolerance)
     else:
         assert torch.equal(ours, stock)
     assert torch.equal(_run(pipe, call_args), stock)
@@ -131,3 +139,26 @@ def test_valid_keys_equal_key_mask() -> None:
                                dense_attention(q, k, v, key_mask=mask))
     torch.testing.assert_close(dense_attention(q, k, v, valid_keys=[7] * 3, padding_end=12),
                                dense_attention(q, k, v, key_mask=mask[2:3].expand(b, s)))
+
+
+@pytest.mark.parametrize("dense_path", ["fast", "kernel", "original"])
+def test_dense_kernel_backend_is_taken_where_measured(dense_path: str, monkeypatch) -> None:
+    """`dense_path: kernel` with backend auto runs our kernel only where the compiled Hopper kernel serves the
+    inputs (bf16/fp16, head_dim 64/128 on sm90a); elsewhere, and under Ulysses, the SDPA dense path; a backend the
+    recipe names is used as named."""
+    def state(backend: str = "auto", ulysses=None) -> common.GNAState:
+        recipe = gna_diffusers.load_recipe({"model": "flux", "grid": [16, 16], "dense_path": dense_path,
+                                            "backend": backend, "layers": [{"blocks": "all", "window": [4, 4]}]})
+        return common.GNAState(recipe, ulysses=ulysses)
+
+    bf16 = torch.empty(1, 8, 2, 128, dtype=torch.bfloat16)
+    kernel = dense_path == "kernel"
+    assert common.dense_kernel_backend(state(), bf16) is None                   # CPU: no compiled kernel
+    assert common.dense_kernel_backend(state("reference"), bf16) == ("reference" if kernel else None)
+    monkeypatch.setattr(common, "arch_of", lambda device: "sm90a")
+    assert common.dense_kernel_backend(state(), bf16) == ("auto" if kernel else None)
+    assert common.dense_kernel_backend(state(ulysses=object()), bf16) is None
+    assert common.dense_kernel_backend(state(), bf16.float()) is None
+    assert common.dense_kernel_backend(state(), torch.empty(1, 8, 2, 32, dtype=torch.bfloat16)) is None
+    monkeypatch.setattr(common, "arch_of", lambda device: "sm100a")
+    assert common.dense_kernel_backend(state(), bf16) is None

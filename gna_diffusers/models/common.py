@@ -11,6 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
+from ..backends.cutlass import SUPPORTED_DTYPES, SUPPORTED_HEAD_DIMS, arch_of
 from ..functional import gna_attention_op
 from ..ops.params import GNAParams
 from ..comm import HeadsToSeq, SeqToHeads
@@ -144,6 +145,29 @@ def dense_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
                             _without_padding(value[b:b + 1], n, stop)) for b, n in enumerate(valid_keys)])
 
 
+def dense_kernel_backend(state: GNAState, query: torch.Tensor) -> Optional[str]:
+    """The backend a dense step's grid queries run on with `dense_path: kernel`, or None for the SDPA dense path.
+
+    Our kernel with the window equal to the grid is exactly dense attention, and with the valid text as its extra
+    tokens it measured faster than cuDNN on the valid keys for HunyuanVideo 720p and Qwen-Image 4K on an H200 (267
+    against 293 ms, 87 against 95 ms a layer; bench/results/dense_path_h200_*.json). With backend `auto` it is taken
+    only where the compiled Hopper kernel serves these inputs: elsewhere `auto` would fall to a backend slower than
+    cuDNN (and sm100a's is unmeasured). A recipe that names its backend gets it. Under Ulysses dense steps stay on
+    SDPA (not measured there)."""
+    if state.recipe.dense_path != "kernel" or state.ulysses is not None:
+        return None
+    if state.recipe.backend != "auto":
+        return state.recipe.backend
+    served = (arch_of(query.device) == "sm90a" and query.dtype in SUPPORTED_DTYPES
+              and query.shape[-1] in SUPPORTED_HEAD_DIMS)
+    return "auto" if served else None
+
+
+def dense_params(grid: Sequence[int]) -> GNAParams:
+    """GNA parameters whose neighborhood is the whole grid: dense attention (GNA_SEMANTICS.md)."""
+    return GNAParams.make(tuple(grid), tuple(grid))
+
+
 def _text_grid_tail(tokens: int, text_len: int, text_first: bool, tail_len: int = 0) -> tuple[slice, slice, slice]:
     """Where the text, the grid and the tail lie in a sequence of `tokens` laid out as [text, grid, tail] or
     [grid, text] (a tail only follows the grid of a text-first layout)."""
@@ -184,7 +208,8 @@ def _dense_tokens(x: torch.Tensor, text: slice, tail: slice) -> torch.Tensor:
 
 
 def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState, params: GNAParams,
-                  text: slice, grid: slice, tail: slice, text_mask: Optional[torch.Tensor]) -> torch.Tensor:
+                  text: slice, grid: slice, tail: slice, text_mask: Optional[torch.Tensor],
+                  backend: str) -> torch.Tensor:
     """GNA of the grid queries: their neighborhood plus every (unmasked) text token and every tail token.
 
     Where every batch entry has the same number of real text tokens, first (`state.text_valid`, known on the host),
@@ -200,8 +225,7 @@ def _grid_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, s
     extra_key, extra_value = _dense_tokens(key, text, tail), _dense_tokens(value, text, tail)
     if extra_key.shape[1] == 0:
         extra_key = extra_value = None
-    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, state.recipe.backend, extra_key, extra_value,
-                  extra_mask)
+    return gna_op(query[:, grid], key[:, grid], value[:, grid], params, backend, extra_key, extra_value, extra_mask)
 
 
 def _dense_queries(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, text: slice, tail: slice,
@@ -215,11 +239,15 @@ def _joint(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: G
     """Joint attention over a whole sequence laid out as [text, grid, tail] or [grid, text] on one rank."""
     text, grid, tail = _text_grid_tail(query.shape[1], text_len, text_first, tail_len)
     keys = _key_restriction(state, query.shape[1], text, text_mask, text_first)
+    backend = state.recipe.backend
     if state.dense_now:
-        return dense_attention(query, key, value, *keys)
+        backend = dense_kernel_backend(state, query)
+        if backend is None:
+            return dense_attention(query, key, value, *keys)
+        params = dense_params(params.grid)
     if text_len == 0 and tail_len == 0:
-        return gna_op(query, key, value, params, state.recipe.backend)
-    grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask)
+        return gna_op(query, key, value, params, backend)
+    grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask, backend)
     dense_out = _dense_queries(query, key, value, text, tail, keys)
     if not text_first:
         return torch.cat([grid_out, dense_out], dim=1)
@@ -256,7 +284,7 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 
     Under Ulysses the tensors are this rank's slice ([text_r, grid_and_tail_r]) and `text_len` the local text length;
     text and the rest are traded for heads as two segments, so the whole sequence arrives in order, and the grid's
-    output travels back while the text queries attend. Dense steps under Ulysses come here too."""
+    output travels back while the text queries attend. Dense steps under Ulysses come here too (on SDPA)."""
     if state.ulysses is None:
         return _joint(query, key, value, state, params, text_len, text_first, text_mask, tail_len)
     world = dist.get_world_size(state.ulysses)
@@ -272,7 +300,8 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
         elif text_len == 0 and tail_len == 0:
             back.send_all(gna_op(query, key, value, params, state.recipe.backend), chunk)
         else:
-            grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask)
+            grid_out = _grid_queries(query, key, value, state, params, text, grid, tail, text_mask,
+                                     state.recipe.backend)
             if tail_len == 0:                   # the grid's output travels while the text queries attend
                 back.send(rest_index, grid_out, chunk)
                 back.send(text_index, dense_attention(query[:, text], key, value, *keys), chunk)
@@ -286,8 +315,12 @@ def joint_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
 
 def _grid_only(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState,
                params: GNAParams) -> torch.Tensor:
-    return dense_attention(query, key, value) if state.dense_now else gna_op(query, key, value, params,
-                                                                             state.recipe.backend)
+    if not state.dense_now:
+        return gna_op(query, key, value, params, state.recipe.backend)
+    backend = dense_kernel_backend(state, query)
+    if backend is None:
+        return dense_attention(query, key, value)
+    return gna_op(query, key, value, dense_params(params.grid), backend)
 
 
 def grid_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, state: GNAState,
