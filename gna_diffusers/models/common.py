@@ -149,8 +149,8 @@ def dense_kernel_backend(state: GNAState, query: torch.Tensor) -> Optional[str]:
     """The backend a dense step's grid queries run on with `dense_path: kernel`, or None for the SDPA dense path.
 
     Our kernel with the window equal to the grid is exactly dense attention, and with the valid text as its extra
-    tokens it measured faster than cuDNN on the valid keys for HunyuanVideo 720p and Qwen-Image 4K on an H200 (267
-    against 293 ms, 87 against 95 ms a layer; bench/results/dense_path_h200_*.json). With backend `auto` it is taken
+    tokens it measured faster than cuDNN on the valid keys for HunyuanVideo 720p and Qwen-Image 4K on an H200 (271
+    against 295 ms, 89 against 96 ms a layer; bench/results/dense_path_h200_*.json). With backend `auto` it is taken
     only where the compiled Hopper kernel serves these inputs: elsewhere `auto` would fall to a backend slower than
     cuDNN (and sm100a's is unmeasured). A recipe that names its backend gets it. Under Ulysses dense steps stay on
     SDPA (not measured there)."""
