@@ -7,6 +7,7 @@ import pytest
 import torch
 
 import gna_diffusers
+from gna_diffusers.backends import cutlass
 from gna_diffusers.models import common
 from gna_diffusers.models.common import dense_attention
 from gna_diffusers.pipeline import transformers_and_scheduler
@@ -47,8 +48,12 @@ def test_dense_steps_equal_stock(model: str, dense_path: str, monkeypatch) -> No
              for transformer in transformers_and_scheduler(pipe)[0]]
     gna_calls = []   # the GNA op's calls with the window equal to the grid: `dense_path: kernel`'s dense steps
     gna_op = common.gna_op
-    monkeypatch.setattr(common, "gna_op", lambda q, k, v, params, *rest: gna_calls.append(params.window == params.grid)
-                        or gna_op(q, k, v, params, *rest))
+
+    def counted_gna_op(q, k, v, params, *rest):
+        gna_calls.append(params.window == params.grid)
+        return gna_op(q, k, v, params, *rest)
+
+    monkeypatch.setattr(common, "gna_op", counted_gna_op)
     try:
         original_calls = count_original_calls(pipe)
         ours = _run(pipe, call_args)
@@ -155,10 +160,14 @@ def test_dense_kernel_backend_is_taken_where_measured(dense_path: str, monkeypat
     kernel = dense_path == "kernel"
     assert common.dense_kernel_backend(state(), bf16) is None                   # CPU: no compiled kernel
     assert common.dense_kernel_backend(state("reference"), bf16) == ("reference" if kernel else None)
-    monkeypatch.setattr(common, "arch_of", lambda device: "sm90a")
+    def on_arch(arch: str) -> None:   # the tensors stay on the CPU; the device reads as `arch` to both checks
+        monkeypatch.setattr(common, "arch_of", lambda device: arch)
+        monkeypatch.setattr(cutlass, "arch_of", lambda device: arch)
+
+    on_arch("sm90a")
     assert common.dense_kernel_backend(state(), bf16) == ("auto" if kernel else None)
     assert common.dense_kernel_backend(state(ulysses=object()), bf16) is None
     assert common.dense_kernel_backend(state(), bf16.float()) is None
     assert common.dense_kernel_backend(state(), torch.empty(1, 8, 2, 32, dtype=torch.bfloat16)) is None
-    monkeypatch.setattr(common, "arch_of", lambda device: "sm100a")
+    on_arch("sm100a")
     assert common.dense_kernel_backend(state(), bf16) is None

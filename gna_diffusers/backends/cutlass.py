@@ -469,22 +469,24 @@ def _selfcheck_problem(inputs: GNAInputs, schedule: str) -> Optional[str]:
                            head_dim, label)
 
 
-def _unsupported(inputs: GNAInputs) -> Optional[str]:
-    """Why the kernel cannot take these inputs at all (device, dtype, head_dim, alignment), else None."""
-    if arch_of(inputs.device) is None:
+def unsupported_query(query: torch.Tensor) -> Optional[str]:
+    """Why the kernel cannot take a [B, S, H, D] query at all (device, dtype, head_dim, alignment), else None:
+    judged from the tensor alone, so callers that hold no GNAInputs (the dense-step choice) ask the same question."""
+    if arch_of(query.device) is None:
         return (f"needs a CUDA GPU of compute capability 9.0 (Hopper) or 10.0 (Blackwell B200/GB200); inputs are on "
-                f"{inputs.device}")
-    if inputs.query.dtype not in SUPPORTED_DTYPES:
-        return f"dtype {inputs.query.dtype}; the kernel takes bfloat16 or float16"
-    if inputs.head_dim not in SUPPORTED_HEAD_DIMS:
-        return f"head_dim={inputs.head_dim}; compiled for {SUPPORTED_HEAD_DIMS}"
-    if inputs.query.shape[2] * inputs.head_dim * inputs.query.element_size() % 16:
+                f"{query.device}")
+    if query.dtype not in SUPPORTED_DTYPES:
+        return f"dtype {query.dtype}; the kernel takes bfloat16 or float16"
+    head_dim = query.shape[-1]
+    if head_dim not in SUPPORTED_HEAD_DIMS:
+        return f"head_dim={head_dim}; compiled for {SUPPORTED_HEAD_DIMS}"
+    if query.shape[2] * head_dim * query.element_size() % 16:
         return "heads * head_dim * element size must be a multiple of 16 bytes (TMA)"
     return None
 
 
 def _why_not(inputs: GNAInputs) -> Optional[str]:
-    reason = _unsupported(inputs)
+    reason = unsupported_query(inputs.query)
     if reason is not None:
         return reason
     arch = arch_of(inputs.device)
@@ -498,7 +500,7 @@ def _why_not(inputs: GNAInputs) -> Optional[str]:
 
 def _precheck(inputs: GNAInputs) -> Optional[str]:
     """`_why_not` without building: the inputs, then the toolchain a build (or loading a cached build) needs."""
-    return _unsupported(inputs) or toolchain_problem(arch_of(inputs.device))
+    return unsupported_query(inputs.query) or toolchain_problem(arch_of(inputs.device))
 
 
 register_backend(Backend("cutlass", cutlass_forward, _why_not,

@@ -11,7 +11,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
-from ..backends.cutlass import SUPPORTED_DTYPES, SUPPORTED_HEAD_DIMS, arch_of
+from ..backends.cutlass import arch_of, unsupported_query
 from ..functional import gna_attention_op
 from ..ops.params import GNAParams
 from ..comm import HeadsToSeq, SeqToHeads
@@ -158,8 +158,7 @@ def dense_kernel_backend(state: GNAState, query: torch.Tensor) -> Optional[str]:
         return None
     if state.recipe.backend != "auto":
         return state.recipe.backend
-    served = (arch_of(query.device) == "sm90a" and query.dtype in SUPPORTED_DTYPES
-              and query.shape[-1] in SUPPORTED_HEAD_DIMS)
+    served = arch_of(query.device) == "sm90a" and unsupported_query(query) is None
     return "auto" if served else None
 
 
