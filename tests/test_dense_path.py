@@ -1,7 +1,8 @@
 """Dense steps on the fast path (valid keys only, unmasked, fastest SDPA kernel) and on the kernel path (the GNA op
-with the window equal to the grid, the valid text as extra tokens) compute the original processors' function: whole tiny pipelines, every step dense, against stock diffusers; padded prompts of different lengths in one
-batch included, so dropping padded keys is checked against masking them. `dense_path: original` and disable_gna give
-stock diffusers' output bit for bit."""
+with the window equal to the grid, the valid text as extra tokens) compute the original processors' function: whole
+tiny pipelines, every step dense, against stock diffusers; padded prompts of different lengths in one batch included,
+so dropping padded keys is checked against masking them. `dense_path: original` and disable_gna give stock diffusers'
+output bit for bit."""
 
 import pytest
 import torch
