@@ -253,19 +253,29 @@ struct MainloopSm90 {
       }
     }
 
-    // Scores -> probabilities for a later KV tile; `correction` is the factor by which the output accumulated so
-    // far must shrink (the running max moved).
+    // How far (log2 units of the scaled scores) a row's max may rise above the reference the probabilities are taken
+    // against before the reference moves. Until then probabilities stay below 2^8 (exact in bf16/fp16 and far from
+    // float overflow) and the output accumulated so far needs no rescale, which most later KV steps then skip.
+    static constexpr float kRescaleThreshold = 8.f;
+
+    // Scores -> probabilities for a later KV tile. A row whose max rose past the threshold moves its reference to the
+    // new max; `correction` is the factor by which its output accumulated so far must shrink (1 for rows that kept
+    // theirs). Returns whether any row of the warp moved (a warp-uniform answer: the rescale is then due).
     template <class AccMN>
-    CUTLASS_DEVICE void next(AccMN& s, float (&correction)[kRows]) {
+    CUTLASS_DEVICE bool next(AccMN& s, float (&correction)[kRows]) {
+      bool moved = false;
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) {
         float m = row_max[i];
         CUTLASS_PRAGMA_UNROLL
         for (int j = 0; j < size<1>(s); j++) m = fmaxf(m, s(i, j));
         m = quad_max(m);
-        float offset = m == -INFINITY ? 0.f : m * scale_log2;
-        correction[i] = exp2_approx(row_max[i] * scale_log2 - offset);
-        row_max[i] = m;
+        // NaN (both -inf: the row has seen no key yet) compares false; a first key (-inf before) always moves.
+        bool move = (m - row_max[i]) * scale_log2 > kRescaleThreshold;
+        correction[i] = move ? exp2_approx((row_max[i] - m) * scale_log2) : 1.f;
+        row_max[i] = move ? m : row_max[i];
+        moved |= move;
+        float offset = row_max[i] == -INFINITY ? 0.f : row_max[i] * scale_log2;
         float sum = 0.f;
         CUTLASS_PRAGMA_UNROLL
         for (int j = 0; j < size<1>(s); j++) {
@@ -274,6 +284,7 @@ struct MainloopSm90 {
         }
         row_sum[i] = row_sum[i] * correction[i] + sum;
       }
+      return __any_sync(0xffffffffu, moved);
     }
 
     // Normalizes the output; returns the log-sum-exp (natural log, scaled scores) per row, -inf for a row with no key.
@@ -457,7 +468,8 @@ struct MainloopSm90 {
     softmax.first(acc_qk_mn);
     Tensor p_op = probabilities_operand(acc_qk);
 
-    float correction[kRows];  // the output's rescale for the running max of the step whose PV is pending
+    float correction[kRows];  // the output's rescale for the reference max of the step whose PV is pending
+    bool rescale_due = false; // some row of this warp moved its reference at that step
     bool pv_first = true;     // the pending PV is its tile's first: it overwrites the accumulator
     bool store_due = false;   // done_* holds a tile whose output is complete in acc_pv
     // Issues the pending PV (its V is in, the turn is held). Overwrite or accumulate is the WGMMA's runtime scale-d
@@ -496,7 +508,7 @@ struct MainloopSm90 {
       bool stored = store_due;
       if (store_due) store();  // while QK^T computes; the pending PV (a new tile's first) overwrites acc_pv
       store_due = false;
-      if (!pv_first) rescale(acc_pv_mn, correction);
+      if (!pv_first && rescale_due) rescale(acc_pv_mn, correction);
       pipeline.consumer_wait(v_read);
       issue_pv();
       pass_turn(wg);
@@ -510,7 +522,7 @@ struct MainloopSm90 {
         done_softmax = softmax;
         softmax.first(acc_qk_mn);
       } else {
-        softmax.next(acc_qk_mn, correction);
+        rescale_due = softmax.next(acc_qk_mn, correction);
       }
 
       warpgroup_wait<0>();  // the pending PV is in: for a new tile, the finished one's output is complete
@@ -533,7 +545,7 @@ struct MainloopSm90 {
 
     // PV of the last step, then the last output. No earlier store is due here: the loop leaves only at a tile's end,
     // and every tile before has been stored by its successor's second step (or at once after a one-step tile).
-    if (!pv_first) rescale(acc_pv_mn, correction);
+    if (!pv_first && rescale_due) rescale(acc_pv_mn, correction);
     pipeline.consumer_wait(v_read);
     wait_turn(wg);
     issue_pv();

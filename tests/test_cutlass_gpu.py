@@ -231,6 +231,34 @@ def test_dilation_in_place_matches_gather(index, monkeypatch):
         f"in place and gathered differ for {cfg}"
 
 
+@pytest.mark.parametrize("schedule", ["single", "persistent"])
+@pytest.mark.parametrize("direction", ["rising", "falling"])
+def test_scores_that_grow_across_kv_tiles(direction, schedule, monkeypatch):
+    """Keys whose magnitude grows (or shrinks) exponentially along the sequence, so a row's max rises from one KV tile
+    to the next by less and by more than the softmax's rescale threshold, and a few keys spike far above the rest:
+    the probabilities taken against a reference max that lags the true one must still match the oracle."""
+    _needs_hopper()
+    monkeypatch.setattr(cutlass, "SCHEDULE", schedule)
+    monkeypatch.setattr(cutlass, "MAX_CTAS", 3)
+    gen = torch.Generator(device="cuda").manual_seed(4242 if direction == "rising" else 4243)
+    n, heads, head_dim = 3000, 2, 128
+    q, k, v = (torch.randn(2, n, heads, head_dim, device="cuda", generator=gen) for _ in range(3))
+    growth = torch.logspace(math.log10(0.05), math.log10(6.0), n, device="cuda")
+    k = k * (growth if direction == "rising" else growth.flip(0))[None, :, None, None]
+    spikes = torch.randint(0, n, (12,), device="cuda", generator=gen)
+    k[:, spikes] = q[:, spikes] * 2.5  # a key aligned with its own query: a jump of ~20 (log2) in that row's max
+    for dtype in (torch.bfloat16, torch.float16):
+        args = [t.to(dtype) for t in (q, k, v)]
+        kwargs = dict(grid=(n,), window=(1501,), stride=(1,), return_lse=True)
+        ref, ref_lse = gna_attention(*args, backend="reference", **kwargs)
+        out, lse = gna_attention(*args, backend="cutlass", **kwargs)
+        assert torch.isfinite(out).all() and torch.isfinite(lse).all()
+        err = _relative_error(out, ref)
+        assert err <= TOLERANCE[dtype], f"relative error {err:.2e} ({direction}, {schedule}, {dtype})"
+        lse_err = (lse - ref_lse).abs().max().item()
+        assert lse_err <= LSE_TOLERANCE, f"lse max error {lse_err:.2e} ({direction}, {schedule}, {dtype})"
+
+
 def test_auto_prefers_cutlass_on_hopper():
     _needs_hopper()
     q = torch.randn(1, 64, 2, 128, device="cuda", dtype=torch.bfloat16)
