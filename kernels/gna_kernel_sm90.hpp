@@ -24,9 +24,11 @@ struct KernelSm90 {
   static constexpr int MaxThreadsPerBlock = (kMmaWarpGroups + 1) * cutlass::NumThreadsPerWarpGroup;
   static constexpr int MinBlocksPerMultiprocessor = 1;
   // setmaxnreg: the producer keeps a few registers, the consumers take the rest of the launch allocation
-  // (168 per thread for 384 threads).
-  static constexpr uint32_t kProducerRegisters = 56;
-  static constexpr uint32_t kConsumerRegisters = 224;
+  // (168 per thread for 384 threads). The one-tile build's consumers run 1-2% faster on border problems with 240
+  // (bench/results/kernel_variants_softmax_chains_h200_2026-12-02.json); the persistent build measured no better with
+  // 240 and its producer, which walks many tiles, keeps more.
+  static constexpr uint32_t kProducerRegisters = kPersistent ? 56 : 24;
+  static constexpr uint32_t kConsumerRegisters = kPersistent ? 224 : 240;
   static_assert(kProducerRegisters + kMmaWarpGroups * kConsumerRegisters <=
                     (kMmaWarpGroups + 1) * (65536 / MaxThreadsPerBlock / 8 * 8),
                 "register budget exceeds the launch allocation");

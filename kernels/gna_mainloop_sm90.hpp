@@ -210,7 +210,14 @@ struct MainloopSm90 {
 
   // Online softmax over this thread's rows of the accumulator. Scores arrive unscaled; everything is kept in the
   // log2 domain (one FFMA and one MUFU.EX2 per score). Row sums stay per thread until the tail.
-  template <int kRows>
+  //
+  // Each row's max and sum run as kChains independent chains over the thread's columns. In the one-tile build four
+  // chains take about 1% off the border cases (the path from the scores to the next products is shorter); in the
+  // persistent build they cost the recipes about 1.5%, so it keeps one chain
+  // (bench/results/kernel_variants_softmax_chains_h200_2026-12-02.json).
+  static constexpr int kSoftmaxChains = kQTilesInFlight == 1 ? 4 : 1;
+
+  template <int kRows, int kChains = kSoftmaxChains>
   struct OnlineSoftmax {
     float row_max[kRows];  // running max of the raw scores (-inf while a row has seen no key)
     float row_sum[kRows];  // this thread's share of the running sum of exp
@@ -233,23 +240,54 @@ struct MainloopSm90 {
       return x + __shfl_xor_sync(0xffffffffu, x, 2);
     }
 
+    // Combines the chains pairwise into the first.
+    template <class Op>
+    CUTLASS_DEVICE static float combine(float (&chain)[kChains], Op op) {
+      static_assert((kChains & (kChains - 1)) == 0, "a power of two of chains");
+      CUTLASS_PRAGMA_UNROLL
+      for (int width = 1; width < kChains; width *= 2) {
+        CUTLASS_PRAGMA_UNROLL
+        for (int c = 0; c < kChains; c += 2 * width) chain[c] = op(chain[c], chain[c + width]);
+      }
+      return chain[0];
+    }
+
+    // Max of row i of `s` (this thread's columns), and of `init` where kWithInit.
+    template <bool kWithInit, class AccMN>
+    CUTLASS_DEVICE static float row_max_of(AccMN const& s, int i, float init = 0.f) {
+      constexpr int kCols = decltype(size<1>(s))::value;
+      static_assert(kCols % kChains == 0, "the chains split the row evenly");
+      float m[kChains];
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < kChains; c++) m[c] = s(i, c);
+      if constexpr (kWithInit) m[0] = fmaxf(init, m[0]);
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = kChains; j < kCols; j++) m[j % kChains] = fmaxf(m[j % kChains], s(i, j));
+      return combine(m, [](float a, float b) { return fmaxf(a, b); });
+    }
+
+    // Probabilities of row i of `s` against `offset` (the scaled log2 reference), written in place; returns their sum.
+    template <class AccMN>
+    CUTLASS_DEVICE float exponentiate_row(AccMN& s, int i, float offset) const {
+      constexpr int kCols = decltype(size<1>(s))::value;
+      float sum[kChains];
+      CUTLASS_PRAGMA_UNROLL
+      for (int c = 0; c < kChains; c++) sum[c] = 0.f;
+      CUTLASS_PRAGMA_UNROLL
+      for (int j = 0; j < kCols; j++) {
+        s(i, j) = exp2_approx(fmaf(s(i, j), scale_log2, -offset));
+        sum[j % kChains] += s(i, j);
+      }
+      return combine(sum, [](float a, float b) { return a + b; });
+    }
+
     // Scores -> probabilities for the first KV tile.
     template <class AccMN>
     CUTLASS_DEVICE void first(AccMN& s) {
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) {
-        float m = s(i, 0);
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 1; j < size<1>(s); j++) m = fmaxf(m, s(i, j));
-        row_max[i] = quad_max(m);
-        float offset = row_max[i] == -INFINITY ? 0.f : row_max[i] * scale_log2;
-        float sum = 0.f;
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < size<1>(s); j++) {
-          s(i, j) = exp2_approx(fmaf(s(i, j), scale_log2, -offset));
-          sum += s(i, j);
-        }
-        row_sum[i] = sum;
+        row_max[i] = quad_max(row_max_of<false>(s, i));
+        row_sum[i] = exponentiate_row(s, i, row_max[i] == -INFINITY ? 0.f : row_max[i] * scale_log2);
       }
     }
 
@@ -266,22 +304,13 @@ struct MainloopSm90 {
       bool moved = false;
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) {
-        float m = row_max[i];
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < size<1>(s); j++) m = fmaxf(m, s(i, j));
-        m = quad_max(m);
+        float m = quad_max(row_max_of<true>(s, i, row_max[i]));
         // NaN (both -inf: the row has seen no key yet) compares false; a first key (-inf before) always moves.
         bool move = (m - row_max[i]) * scale_log2 > kRescaleThreshold;
         correction[i] = move ? exp2_approx((row_max[i] - m) * scale_log2) : 1.f;
         row_max[i] = move ? m : row_max[i];
         moved |= move;
-        float offset = row_max[i] == -INFINITY ? 0.f : row_max[i] * scale_log2;
-        float sum = 0.f;
-        CUTLASS_PRAGMA_UNROLL
-        for (int j = 0; j < size<1>(s); j++) {
-          s(i, j) = exp2_approx(fmaf(s(i, j), scale_log2, -offset));
-          sum += s(i, j);
-        }
+        float sum = exponentiate_row(s, i, row_max[i] == -INFINITY ? 0.f : row_max[i] * scale_log2);
         row_sum[i] = row_sum[i] * correction[i] + sum;
       }
       return __any_sync(0xffffffffu, moved);
