@@ -5,9 +5,9 @@
 //
 //   warp 0-3  softmax warpgroup: thread t owns query row t (TMEM lane t). Per KV step: reads the scores S from TMEM,
 //             masks a border tile (gna_row_mask.hpp), updates the running max and sum, writes the probabilities P
-//             (16-bit) back into TMEM over S, and rescales the output O in TMEM when the max moved (after the
-//             previous PV product is in). At the end: normalizes O, stages it in shared memory and stores it with
-//             the same TMA boxes as the load, and writes the log-sum-exp.
+//             (16-bit) back into TMEM over S, and rescales the output O in TMEM when the reference max moved
+//             (gna_softmax_rule.hpp; after the previous PV product is in). At the end: normalizes O, stages it in
+//             shared memory and stores it with the same TMA boxes as the load, and writes the log-sum-exp.
 //   warp 4    MMA: one elected thread issues S = Q K^T (both from shared memory) and O += P V (P from TMEM); S is
 //             double buffered, so the product of step i+1 runs while the softmax of step i does.
 //   warp 5    load: one thread issues the TMA loads of Q and of K and V of every visited tile, in visiting order
@@ -34,6 +34,7 @@
 #include "collective/fmha_common.hpp"  // 77_blackwell_fmha's: gemm_zero_acc, to_tiled_mma_sm100_ts, unstageSmemLayout
 
 #include "gna_row_mask.hpp"
+#include "gna_softmax_rule.hpp"
 #include "gna_tile_box.hpp"
 #include "gna_tile_schedule.hpp"
 #include "gna_tma_sm90.hpp"
@@ -323,8 +324,8 @@ struct KernelSm100 {
   }
 
   // The softmax warpgroup, per tile (KV steps from CTA-wide step `first`): thread t owns query row t. Per step: scores
-  // in from TMEM, mask on border tiles, running max and sum, P out to TMEM, O rescaled where the max moved; then the
-  // output and the log-sum-exp.
+  // in from TMEM, mask on border tiles, running max and sum, P out to TMEM, O rescaled where the reference max moved
+  // (gna_softmax_rule.hpp); then the output and the log-sum-exp.
   CUTLASS_DEVICE static void softmax(Params const& params, TileCoord const& at, TileBox const& box, int first,
                                      uint32_t tmem_base, SharedStorage& storage, PipelineS& pipe_s,
                                      typename PipelineS::PipelineState& s_read, PipelineO& pipe_o,
@@ -386,11 +387,15 @@ struct KernelSm100 {
           if (!sees_key(sets, get<1>(tLcS(j)))) scores(j) = -INFINITY;
         }
       }
-      float new_max = row_max;
+      float running_max = row_max;
       CUTLASS_PRAGMA_UNROLL
-      for (int j = 0; j < size(scores); ++j) new_max = fmaxf(new_max, scores(j));
+      for (int j = 0; j < size(scores); ++j) running_max = fmaxf(running_max, scores(j));
+      // The reference moves only past the threshold (gna_softmax_rule.hpp): most later steps keep it, and O in TMEM
+      // then needs no rescale.
+      bool move = reference_moves(row_max, running_max, scale);
+      float correction = move ? exp2_approx((row_max - running_max) * scale) : 1.f;
+      float new_max = move ? running_max : row_max;
       float offset = new_max == -INFINITY ? 0.f : new_max * scale;
-      float correction = exp2_approx(row_max * scale - offset);
       Tensor p = make_tensor<uint32_t>(shape(tPcP));
       auto p_pairs = recast<cutlass::Array<Element, 2>>(p);
       cutlass::NumericArrayConverter<Element, float, 2, cutlass::FloatRoundStyle::round_to_nearest> convert;
@@ -407,7 +412,7 @@ struct KernelSm100 {
       p_tmem.data() = tmem_base + tmem_s(first + i) + kTmemP;
       copy(tiled_store_p, p, store_p.partition_D(p_tmem));
       row_sum = i == 0 ? sum : row_sum * correction + sum;
-      bool moved = i > 0 && new_max != row_max;
+      bool moved = i > 0 && move;
       row_max = new_max;
       if (i > 0) {  // O holds PV(0..i-1): rescale it before PV(i) adds on
         pipe_o.consumer_wait(o_read);

@@ -17,6 +17,7 @@
 
 #include <type_traits>
 
+#include "gna_softmax_rule.hpp"
 #include "gna_tile_box.hpp"
 #include "gna_tma_sm90.hpp"
 
@@ -291,22 +292,17 @@ struct MainloopSm90 {
       }
     }
 
-    // How far (log2 units of the scaled scores) a row's max may rise above the reference the probabilities are taken
-    // against before the reference moves. Until then probabilities stay below 2^8 (exact in bf16/fp16 and far from
-    // float overflow) and the output accumulated so far needs no rescale, which most later KV steps then skip.
-    static constexpr float kRescaleThreshold = 8.f;
-
     // Scores -> probabilities for a later KV tile. A row whose max rose past the threshold moves its reference to the
-    // new max; `correction` is the factor by which its output accumulated so far must shrink (1 for rows that kept
-    // theirs). Returns whether any row of the warp moved (a warp-uniform answer: the rescale is then due).
+    // new max (reference_moves, gna_softmax_rule.hpp); `correction` is the factor by which its output accumulated so
+    // far must shrink (1 for rows that kept theirs). Returns whether any row of the warp moved (a warp-uniform answer:
+    // the rescale is then due).
     template <class AccMN>
     CUTLASS_DEVICE bool next(AccMN& s, float (&correction)[kRows]) {
       bool moved = false;
       CUTLASS_PRAGMA_UNROLL
       for (int i = 0; i < kRows; i++) {
         float m = quad_max(row_max_of<true>(s, i, row_max[i]));
-        // NaN (both -inf: the row has seen no key yet) compares false; a first key (-inf before) always moves.
-        bool move = (m - row_max[i]) * scale_log2 > kRescaleThreshold;
+        bool move = reference_moves(row_max[i], m, scale_log2);
         correction[i] = move ? exp2_approx((row_max[i] - m) * scale_log2) : 1.f;
         row_max[i] = move ? m : row_max[i];
         moved |= move;

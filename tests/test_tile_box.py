@@ -48,6 +48,33 @@ def test_fast_divisor_matches_integer_division(driver):
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stdout[-500:]
 
 
+def test_reference_max_moves_only_past_the_threshold(driver):
+    """The online softmax's rule for its reference max, as both kernels compile it: a row's first key always moves it,
+    a row without keys never does, and otherwise it moves exactly when the running max has risen past it by more than
+    8 in log2 units of the scaled scores, so every probability taken against it stays below 2^8."""
+    rng = random.Random(7)
+    inf = float("inf")
+    cases = [(-inf, -inf, 0.09), (-inf, -3.0, 0.09), (-inf, 250.0, 1.0), (2.0, 2.0, 0.5)]
+    for _ in range(400):
+        reference = rng.uniform(-50, 50)
+        scale = rng.choice([0.01, 0.0885, 0.125, 1.0, 3.0])
+        rise = rng.choice([rng.uniform(0, 8 / scale * 0.999), rng.uniform(8 / scale * 1.001, 30 / scale)])
+        cases.append((reference, reference + rise, scale))
+    text = "".join(f"{r!r} {m!r} {s!r}\n" for r, m, s in cases)
+    result = subprocess.run([str(driver), "--reference-moves"], input=text, capture_output=True, text=True,
+                            check=True, timeout=60)
+    got = [int(v) for v in result.stdout.split()]
+    assert len(got) == len(cases)
+    for (reference, running, scale), moved in zip(cases, got):
+        if running == -inf:
+            expected = 0
+        elif reference == -inf:
+            expected = 1
+        else:
+            expected = int((running - reference) * scale > 8)
+        assert moved == expected, f"reference {reference}, running max {running}, scale {scale}: moved {moved}"
+
+
 def test_first_keys_cut_a_partial_extra_tile(driver):
     """The key sets of the extra (text) tokens' partial last tile: a row sees exactly the tile's first `keys` keys."""
     result = subprocess.run([str(driver), "--first-keys"], capture_output=True, text=True, check=True, timeout=60)

@@ -1,5 +1,5 @@
-// Test driver for the kernels' tile logic (kernels/gna_tile_box.hpp, gna_token_view.hpp, gna_tile_schedule.hpp)
-// on the CPU.
+// Test driver for the kernels' arch-independent logic (kernels/gna_tile_box.hpp, gna_token_view.hpp,
+// gna_tile_schedule.hpp, gna_softmax_rule.hpp) on the CPU.
 // stdin: 27 ints (length, window, stride, dilation, causal, then tile_log2 and tiles_per_dim of the Q and of the KV
 // tiles; 3 dims each, padded at the front). Tiles are seen in the model's token order (TokenView natural; with
 // dilation, boxes of strided sub-grids). stdout: first "boxes" and the grid positions each box spans per dimension,
@@ -17,12 +17,15 @@
 // (KeyMask::first_keys as the accumulator threads use it, the same four words as "mask"). With --schedule Q_TILES
 // HEADS BATCH PERSISTENT MAX_CTAS it prints the CTAs' work tiles (gna_tile_schedule.hpp) as the kernels walk them: per
 // CTA "cta c count: q,h,b q,h,b ..." (count: the tiles CtaTiles::count gives at the start, then each tile's coord).
+// With --reference-moves it reads "reference running_max scale_log2" lines and prints whether the online softmax
+// moves its reference max (gna_softmax_rule.hpp), 1 or 0 a line.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 #include "gna_row_mask.hpp"
+#include "gna_softmax_rule.hpp"
 #include "gna_tile_box.hpp"
 #include "gna_tile_schedule.hpp"
 #include "gna_token_view.hpp"
@@ -97,10 +100,20 @@ int print_schedule(char** args) {
   return 0;
 }
 
+// stdin: lines "reference running_max scale_log2" (inf and -inf spelled so); stdout: 1 where the softmax moves its
+// reference max, else 0, a line each.
+int print_reference_moves() {
+  char r[32], m[32], s[32];
+  while (std::scanf("%31s %31s %31s", r, m, s) == 3)
+    std::printf("%d\n", gna::reference_moves(std::strtof(r, nullptr), std::strtof(m, nullptr), std::strtof(s, nullptr)));
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && std::strcmp(argv[1], "--divisors") == 0) return check_divisors();
   if (argc == 7 && std::strcmp(argv[1], "--schedule") == 0) return print_schedule(argv + 2);
   if (argc > 1 && std::strcmp(argv[1], "--first-keys") == 0) return print_first_keys();
+  if (argc > 1 && std::strcmp(argv[1], "--reference-moves") == 0) return print_reference_moves();
   gna::TileParams p{};
   p.ndim = gna::kMaxDims;
   int* rows[] = {p.length,      p.window,          p.stride,       p.dilation,      p.causal,

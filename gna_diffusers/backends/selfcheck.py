@@ -3,7 +3,7 @@ B200 here), before `auto` may pick it.
 
 On its first use on a device, each compiled configuration (dtype, head_dim, schedule) runs a handful of small problems
 that reach every path of the kernel (masked border tiles, strides, causal, dilation through the tiled layout, extra
-tokens with a mask, two heads and batch elements) and is compared with the exact `reference` backend. The verdict is
+tokens with a mask, scores whose row max keeps rising, two heads and batch elements) and is compared with the exact `reference` backend. The verdict is
 cached per device, kernel-source digest and configuration in a small JSON file in the kernel cache, so later processes
 do not repeat it. On a mismatch it logs one warning and the backend declines, so `auto` stays on `flex`.
 
@@ -34,14 +34,17 @@ MODES = ("auto", "force", "skip", "off")
 TOLERANCE = {torch.bfloat16: 1.2e-2, torch.float16: 4e-3}
 LSE_TOLERANCE = 2e-2
 
-# (name, gna_attention arguments, extra tokens: count and whether some are masked out)
+# (name, gna_attention arguments, extra tokens: count and whether some are masked out, how many times larger the
+# keys grow from the first token to the last: 1 for plain random keys; growing keys make a row's max rise from one KV
+# tile to the next by less and by more than the softmax's rescale threshold, kernels/gna_softmax_rule.hpp)
 PROBLEMS = [
-    ("2d border tiles, stride 1", dict(grid=(24, 40), window=(9, 13)), 0, False),
-    ("3d strides, block-sparse interior", dict(grid=(8, 16, 24), window=(4, 8, 12), stride=(2, 4, 4)), 0, False),
-    ("1d causal, several KV tiles", dict(grid=(700,), window=(300,), causal=True), 0, False),
+    ("2d border tiles, stride 1", dict(grid=(24, 40), window=(9, 13)), 0, False, 1.0),
+    ("3d strides, block-sparse interior", dict(grid=(8, 16, 24), window=(4, 8, 12), stride=(2, 4, 4)), 0, False, 1.0),
+    ("1d causal, several KV tiles", dict(grid=(700,), window=(300,), causal=True), 0, False, 1.0),
     ("2d dilation (tiled layout), causal dim", dict(grid=(16, 20), window=(5, 6), dilation=(2, 3),
-                                                   causal=(False, True)), 0, False),
-    ("2d with masked extra tokens", dict(grid=(16, 24), window=(8, 8), stride=(4, 4)), 9, True),
+                                                   causal=(False, True)), 0, False, 1.0),
+    ("2d with masked extra tokens", dict(grid=(16, 24), window=(8, 8), stride=(4, 4)), 9, True, 1.0),
+    ("1d keys growing 100x along the sequence", dict(grid=(900,), window=(601,)), 0, False, 100.0),
 ]
 
 Forward = Callable[[GNAInputs], tuple[torch.Tensor, torch.Tensor]]
@@ -75,13 +78,16 @@ def run_problems(kernel: Forward, reference: Forward, device: torch.device, dtyp
     much."""
     from ..ops.inputs import make_inputs
     generator = torch.Generator(device="cpu").manual_seed(17)
-    for name, args, extra, masked in PROBLEMS:
+    for name, args, extra, masked, key_growth in PROBLEMS:
         tokens = math.prod(args["grid"])
 
-        def draw(n: int) -> torch.Tensor:
-            return torch.randn(2, n, 2, head_dim, generator=generator).to(device=device, dtype=dtype)
+        def draw(n: int, growth: float = 1.0) -> torch.Tensor:
+            x = torch.randn(2, n, 2, head_dim, generator=generator)
+            if growth != 1.0:
+                x = x * torch.logspace(math.log10(0.05), math.log10(0.05 * growth), n)[None, :, None, None]
+            return x.to(device=device, dtype=dtype)
 
-        q, k, v = draw(tokens), draw(tokens), draw(tokens)
+        q, k, v = draw(tokens), draw(tokens, key_growth), draw(tokens)
         extra_args = {}
         if extra:
             extra_args = dict(extra_key=draw(extra), extra_value=draw(extra))
