@@ -360,7 +360,7 @@ struct KernelSm100 {
     int row = get<0>(tLcS(0));
     RowWindow window = RowWindow::make(params.tiles, box, row);
     float scale = params.scale_softmax_log2;
-    float row_max = -INFINITY, row_sum = 0.f;
+    float row_max = -INFINITY, row_sum = 0.f;  // the reference max (gna_softmax_rule.hpp) and the sum against it
     TileCursor cursor = TileCursor::first(box);
 
     // O's chunk `chunk` of this thread's row, in or out of TMEM.

@@ -220,7 +220,7 @@ struct MainloopSm90 {
 
   template <int kRows, int kChains = kSoftmaxChains>
   struct OnlineSoftmax {
-    float row_max[kRows];  // running max of the raw scores (-inf while a row has seen no key)
+    float row_max[kRows];  // reference max of the raw scores (gna_softmax_rule.hpp; -inf while a row has seen no key)
     float row_sum[kRows];  // this thread's share of the running sum of exp
     float scale_log2;
 

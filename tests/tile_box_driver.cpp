@@ -104,8 +104,10 @@ int print_schedule(char** args) {
 // reference max, else 0, a line each.
 int print_reference_moves() {
   char r[32], m[32], s[32];
-  while (std::scanf("%31s %31s %31s", r, m, s) == 3)
-    std::printf("%d\n", gna::reference_moves(std::strtof(r, nullptr), std::strtof(m, nullptr), std::strtof(s, nullptr)));
+  while (std::scanf("%31s %31s %31s", r, m, s) == 3) {
+    float reference = std::strtof(r, nullptr), running_max = std::strtof(m, nullptr);
+    std::printf("%d\n", gna::reference_moves(reference, running_max, std::strtof(s, nullptr)));
+  }
   return 0;
 }
 
