@@ -250,7 +250,8 @@ def test_scores_that_grow_across_kv_tiles(direction, schedule, monkeypatch):
     growth = torch.logspace(math.log10(0.05), math.log10(6.0), n, device="cuda")
     k = k * (growth if direction == "rising" else growth.flip(0))[None, :, None, None]
     spikes = torch.randint(0, n, (12,), device="cuda", generator=gen)
-    k[:, spikes] = q[:, spikes] * 2.5  # a key aligned with its own query: its score is ~40 (log2) above the rest of the row
+    # a key aligned with its own query: its score is ~40 (log2) above the rest of the row
+    k[:, spikes] = q[:, spikes] * 2.5
     for dtype in (torch.bfloat16, torch.float16):
         args = [t.to(dtype) for t in (q, k, v)]
         kwargs = dict(grid=(n,), window=(1501,), stride=(1,), return_lse=True)
