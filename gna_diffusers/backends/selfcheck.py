@@ -5,7 +5,8 @@ On its first use on a device, each compiled configuration (dtype, head_dim, sche
 that reach every path of the kernel (masked border tiles, strides, causal, dilation through the tiled layout, extra
 tokens with a mask, scores whose row max keeps rising, two heads and batch elements) and is compared with the exact
 `reference` backend. The verdict is cached per device, kernel-source digest and configuration in a small JSON file in
-the kernel cache, so later processes do not repeat it. On a mismatch it logs one warning and the backend declines, so `auto` stays on `flex`.
+the kernel cache, so later processes do not repeat it. On a mismatch it logs one warning and the backend declines, so
+`auto` stays on `flex`.
 
 $GNA_SM100_SELFCHECK: `auto` (default: check once, then trust the cached verdict), `force` (check again in this
 process, ignoring the cache), `skip` (use the kernel unchecked), `off` (never use the kernel).
